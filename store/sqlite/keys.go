@@ -1,0 +1,387 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/signalsmith/agent-server/store"
+)
+
+// keyPrefix is the form of a key's public lookup prefix.
+var keyPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// touchInterval is how often at most a key's last use is written.
+const touchInterval = time.Minute
+
+// keyColumns selects a key (alias k) with its member (alias m); scanKey
+// reads them.
+const keyColumns = `k.id, k.workspace_id, k.member_id, m.name, k.name, k.kind, m.role, k.prefix, k.hash,
+	k.created_at, k.expires_at, k.revoked_at, k.last_used_at
+	FROM api_keys k JOIN members m ON m.id = k.member_id`
+
+func scanKey(s interface{ Scan(...any) error }) (store.Key, error) {
+	var k store.Key
+	var expires, revoked, used sql.NullTime
+	err := s.Scan(&k.ID, &k.WorkspaceID, &k.MemberID, &k.MemberName, &k.Name, &k.Kind, &k.Role, &k.Prefix, &k.Hash,
+		&k.CreatedAt, &expires, &revoked, &used)
+	if err != nil {
+		return store.Key{}, err
+	}
+	k.CreatedAt = k.CreatedAt.UTC()
+	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = timePtr(expires), timePtr(revoked), timePtr(used)
+	return k, nil
+}
+
+// CreateKey stores a new key for the member k.MemberName, creating the
+// member (with k.Role and k.Kind, and for an agent the owner k.OwnerName)
+// when the workspace has none of that name. The key's name defaults to the
+// member's. It returns ErrInvalid for a bad field, an unknown role or kind,
+// an owner that is not a user member, or an expiry in the past; ErrConflict
+// when the member exists with another role, kind or owner, or the prefix is
+// taken; ErrNotFound for an unknown workspace. The returned key carries no
+// hash.
+func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) {
+	op := fmt.Sprintf("create key for %q", nk.MemberName)
+	if err := checkName(op, "member name", nk.MemberName); err != nil {
+		return store.Key{}, err
+	}
+	if nk.Kind != store.KindUser && nk.Kind != store.KindAgent {
+		return store.Key{}, invalid(op, "kind", "%q is not user or agent", nk.Kind)
+	}
+	if nk.Role == "" {
+		return store.Key{}, invalid(op, "role", "is required")
+	}
+	if nk.OwnerName != "" && nk.Kind != store.KindAgent {
+		return store.Key{}, invalid(op, "owner", "is only for agent keys")
+	}
+	if nk.Name == "" {
+		nk.Name = nk.MemberName
+	}
+	if err := checkName(op, "key name", nk.Name); err != nil {
+		return store.Key{}, err
+	}
+	if !keyPrefix.MatchString(nk.Prefix) {
+		return store.Key{}, invalid(op, "prefix", "must be 1-64 letters, digits, '_' or '-'")
+	}
+	if len(nk.Hash) == 0 {
+		return store.Key{}, invalid(op, "hash", "is required")
+	}
+	now := utc(time.Now())
+	if nk.ExpiresAt != nil && !nk.ExpiresAt.After(now) {
+		return store.Key{}, invalid(op, "expires_at", "is in the past")
+	}
+
+	var k store.Key
+	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		if err := checkWorkspace(ctx, tx, op, nk.WorkspaceID); err != nil {
+			return err
+		}
+		if err := checkRole(ctx, tx, op, nk.WorkspaceID, nk.Role); err != nil {
+			return err
+		}
+		var ownerID sql.NullString
+		if nk.OwnerName != "" {
+			var id, kind string
+			err := tx.QueryRowContext(ctx, `SELECT id, kind FROM members WHERE workspace_id = ? AND name = ?`,
+				nk.WorkspaceID, nk.OwnerName).Scan(&id, &kind)
+			if errors.Is(err, sql.ErrNoRows) || err == nil && kind != store.KindUser {
+				return invalid(op, "owner", "%q is not a user member of the workspace", nk.OwnerName)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			ownerID = sql.NullString{String: id, Valid: true}
+		}
+
+		var memberID, kind, role, owner string
+		err := tx.QueryRowContext(ctx, `SELECT id, kind, role, COALESCE(owner_member_id, '') FROM members
+			WHERE workspace_id = ? AND name = ?`, nk.WorkspaceID, nk.MemberName).Scan(&memberID, &kind, &role, &owner)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if memberID, err = newID(prefixMember); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO members (id, workspace_id, name, kind, role, owner_member_id, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`, memberID, nk.WorkspaceID, nk.MemberName, nk.Kind, nk.Role, ownerID, now); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			if err := bumpRBAC(ctx, tx); err != nil {
+				return err
+			}
+		case err != nil:
+			return fmt.Errorf("%s: %w", op, err)
+		case kind != nk.Kind:
+			return fmt.Errorf("%s: member is a %s, not a %s: %w", op, kind, nk.Kind, store.ErrConflict)
+		case role != nk.Role:
+			return fmt.Errorf("%s: member has role %q, not %q: %w", op, role, nk.Role, store.ErrConflict)
+		case ownerID.Valid && owner != ownerID.String:
+			return fmt.Errorf("%s: agent acts for another member than %q: %w", op, nk.OwnerName, store.ErrConflict)
+		}
+
+		id, err := newID(prefixKey)
+		if err != nil {
+			return err
+		}
+		if err := insertKey(ctx, tx, op, id, nk.WorkspaceID, memberID, nk.Name, nk.Kind, nk.Prefix, nk.Hash, now, nk.ExpiresAt); err != nil {
+			return err
+		}
+		k, err = keyByID(ctx, tx, id)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Key{}, err
+	}
+	k.Hash = nil
+	return k, nil
+}
+
+// insertKey inserts one key row; a taken prefix is ErrConflict.
+func insertKey(ctx context.Context, tx *sql.Tx, op, id, workspaceID, memberID, name, kind, prefix string, hash []byte, now time.Time, expires *time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, workspace_id, member_id, name, kind, prefix, hash, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, workspaceID, memberID, name, kind, prefix, hash, now, nullTime(expires))
+	if isUnique(err) {
+		return fmt.Errorf("%s: prefix %q is already in use: %w", op, prefix, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// keyByID reads one key with its hash.
+func keyByID(ctx context.Context, q querier, id string) (store.Key, error) {
+	return scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` WHERE k.id = ?`, id))
+}
+
+// KeyByPrefix returns the key with this prefix, with its hash, whether it is
+// active, revoked or expired. It returns ErrNotFound for an unknown prefix.
+func (d *DB) KeyByPrefix(ctx context.Context, prefix string) (store.Key, error) {
+	k, err := scanKey(d.read.QueryRowContext(ctx, `SELECT `+keyColumns+` WHERE k.prefix = ?`, prefix))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Key{}, fmt.Errorf("key with prefix %q: %w", prefix, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Key{}, fmt.Errorf("key with prefix %q: %w", prefix, err)
+	}
+	return k, nil
+}
+
+// Principal returns the principal behind an active key with one read: the
+// key, its member, the member's groups and the RBAC version together, so
+// they are consistent. It returns ErrNotFound for a key that is unknown,
+// revoked or expired at now. It notes the key's use for last_used_at at most
+// once a minute, in the background: the call never waits on a write and
+// never fails because of one.
+func (d *DB) Principal(ctx context.Context, keyID string, now time.Time) (store.Principal, error) {
+	var p store.Principal
+	var expires, revoked, used sql.NullTime
+	var groups string
+	err := d.read.QueryRowContext(ctx, `SELECT k.id, k.prefix, k.expires_at, k.revoked_at, k.last_used_at,
+		m.id, m.workspace_id, m.name, m.kind, m.role, COALESCE(m.owner_member_id, ''),
+		(SELECT json_group_array(g.name) FROM group_members gm JOIN groups g ON g.id = gm.group_id WHERE gm.member_id = m.id),
+		(SELECT version FROM rbac_version WHERE id = 1)
+		FROM api_keys k JOIN members m ON m.id = k.member_id
+		WHERE k.id = ?`, keyID).Scan(&p.KeyID, &p.KeyPrefix, &expires, &revoked, &used,
+		&p.MemberID, &p.WorkspaceID, &p.MemberName, &p.Kind, &p.Role, &p.OwnerID, &groups, &p.RBACVersion)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Principal{}, fmt.Errorf("principal for key %q: %w", keyID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Principal{}, fmt.Errorf("principal for key %q: %w", keyID, err)
+	}
+	switch {
+	case revoked.Valid:
+		return store.Principal{}, fmt.Errorf("principal for key %q: key is revoked: %w", keyID, store.ErrNotFound)
+	case expires.Valid && !now.Before(expires.Time):
+		return store.Principal{}, fmt.Errorf("principal for key %q: key expired: %w", keyID, store.ErrNotFound)
+	}
+	if p.Groups, err = groupNames(groups); err != nil {
+		return store.Principal{}, fmt.Errorf("principal for key %q: %w", keyID, err)
+	}
+	d.noteUse(p.KeyID, timePtr(used), utc(now))
+	return p, nil
+}
+
+// touch is one key use to record.
+type touch struct {
+	keyID string
+	at    time.Time
+}
+
+// noteUse queues a last-use record unless one was written, or queued by
+// this process, less than touchInterval before at. A full queue drops the
+// record; a later call retries.
+func (d *DB) noteUse(keyID string, last *time.Time, at time.Time) {
+	if last != nil && at.Sub(*last) < touchInterval {
+		return
+	}
+	d.mu.Lock()
+	if prev, ok := d.touched[keyID]; ok && at.Sub(prev) < touchInterval {
+		d.mu.Unlock()
+		return
+	}
+	if len(d.touched) >= 10000 {
+		for id, t := range d.touched {
+			if at.Sub(t) >= touchInterval {
+				delete(d.touched, id)
+			}
+		}
+	}
+	d.touched[keyID] = at
+	d.mu.Unlock()
+	select {
+	case d.touches <- touch{keyID: keyID, at: at}:
+	default:
+	}
+}
+
+// recordUses writes queued key uses until Close, then writes what is left.
+func (d *DB) recordUses() {
+	defer d.wg.Done()
+	for {
+		select {
+		case t := <-d.touches:
+			d.recordUse(t)
+		case <-d.done:
+			for {
+				select {
+				case t := <-d.touches:
+					d.recordUse(t)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// recordUse sets a key's last_used_at, never moving it backwards. Failures
+// are dropped: last use is informational and the next use retries.
+func (d *DB) recordUse(t touch) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = d.write.ExecContext(ctx, `UPDATE api_keys SET last_used_at = ?
+		WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`, t.at, t.keyID, t.at)
+}
+
+// ListKeys lists a workspace's keys, newest first, without their hashes.
+func (d *DB) ListKeys(ctx context.Context, workspaceID string) ([]store.Key, error) {
+	rows, err := d.read.QueryContext(ctx, `SELECT `+keyColumns+` WHERE k.workspace_id = ?
+		ORDER BY k.created_at DESC, k.id DESC`, workspaceID)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Key
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list keys: %w", err)
+		}
+		k.Hash = nil
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	return out, nil
+}
+
+// findKey reads a workspace's key by id or prefix, with its hash.
+func findKey(ctx context.Context, q querier, op, workspaceID, idOrPrefix string) (store.Key, error) {
+	k, err := scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+`
+		WHERE k.workspace_id = ? AND (k.id = ? OR k.prefix = ?)
+		ORDER BY k.id = ? DESC LIMIT 1`, workspaceID, idOrPrefix, idOrPrefix, idOrPrefix))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Key{}, fmt.Errorf("%s %q: %w", op, idOrPrefix, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Key{}, fmt.Errorf("%s %q: %w", op, idOrPrefix, err)
+	}
+	return k, nil
+}
+
+// RevokeKey revokes a workspace's key, found by id or prefix, as of now. It
+// returns ErrNotFound for a key not in the workspace and ErrConflict for a
+// key already revoked. The returned key carries no hash.
+func (d *DB) RevokeKey(ctx context.Context, workspaceID, idOrPrefix string, now time.Time) (store.Key, error) {
+	const op = "revoke key"
+	var k store.Key
+	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if k, err = findKey(ctx, tx, op, workspaceID, idOrPrefix); err != nil {
+			return err
+		}
+		if k.RevokedAt != nil {
+			return fmt.Errorf("%s %q: already revoked: %w", op, idOrPrefix, store.ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ?`, utc(now), k.ID); err != nil {
+			return fmt.Errorf("%s %q: %w", op, idOrPrefix, err)
+		}
+		at := utc(now)
+		k.RevokedAt = &at
+		return nil
+	})
+	if err != nil {
+		return store.Key{}, err
+	}
+	k.Hash = nil
+	return k, nil
+}
+
+// ReplaceKey rotates a workspace's key, found by id or prefix: in one
+// transaction it revokes the old key as of now and creates its successor
+// with the new prefix and hash, for the same member, with the same name,
+// kind and expiry (rotation replaces a secret; it does not extend a key's
+// life). It returns ErrNotFound for a key not in the workspace, ErrConflict
+// for a revoked or expired key or a taken prefix, and ErrInvalid for a bad
+// prefix or an empty hash. The returned key carries no hash.
+func (d *DB) ReplaceKey(ctx context.Context, workspaceID, idOrPrefix string, prefix string, hash []byte, now time.Time) (store.Key, error) {
+	const op = "rotate key"
+	if !keyPrefix.MatchString(prefix) {
+		return store.Key{}, invalid(op, "prefix", "must be 1-64 letters, digits, '_' or '-'")
+	}
+	if len(hash) == 0 {
+		return store.Key{}, invalid(op, "hash", "is required")
+	}
+	now = utc(now)
+	var k store.Key
+	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		old, err := findKey(ctx, tx, op, workspaceID, idOrPrefix)
+		if err != nil {
+			return err
+		}
+		switch {
+		case old.RevokedAt != nil:
+			return fmt.Errorf("%s %q: key is revoked: %w", op, idOrPrefix, store.ErrConflict)
+		case !old.Active(now):
+			return fmt.Errorf("%s %q: key expired: %w", op, idOrPrefix, store.ErrConflict)
+		}
+		id, err := newID(prefixKey)
+		if err != nil {
+			return err
+		}
+		if err := insertKey(ctx, tx, op, id, workspaceID, old.MemberID, old.Name, old.Kind, prefix, hash, now, old.ExpiresAt); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?, replaced_by = ? WHERE id = ?`, now, id, old.ID); err != nil {
+			return fmt.Errorf("%s %q: %w", op, idOrPrefix, err)
+		}
+		if k, err = keyByID(ctx, tx, id); err != nil {
+			return fmt.Errorf("%s %q: %w", op, idOrPrefix, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Key{}, err
+	}
+	k.Hash = nil
+	return k, nil
+}

@@ -1,0 +1,309 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every Store and Warehouse implementation. Callers check
+// them with errors.Is; implementations wrap them with context.
+var (
+	// ErrNotFound means the object does not exist in the caller's workspace.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means the object exists already or its state forbids the change.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid means the input was rejected before anything was written.
+	ErrInvalid = errors.New("invalid input")
+)
+
+// Workspace is a tenant. Every other object belongs to exactly one.
+type Workspace struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Principal kinds: a human or an agent.
+const (
+	KindUser  = "user"
+	KindAgent = "agent"
+)
+
+// Member is a human or agent principal with exactly one role in its workspace.
+type Member struct {
+	ID          string `json:"id"`
+	WorkspaceID string `json:"workspace_id"`
+	Name        string `json:"name"`
+	Kind        string `json:"kind"`
+	Role        string `json:"role"`
+	// OwnerID is the human member an agent acts for; empty for users.
+	OwnerID   string    `json:"owner_id,omitempty"`
+	Groups    []string  `json:"groups,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Role is a named set of permissions in a workspace.
+type Role struct {
+	WorkspaceID string   `json:"workspace_id"`
+	Name        string   `json:"name"`
+	BuiltIn     bool     `json:"built_in"`
+	Permissions []string `json:"permissions"`
+}
+
+// Key is an API key record. The secret is never stored: Hash is its bcrypt
+// hash, and Prefix (the public lookup part) is what people see.
+type Key struct {
+	ID          string     `json:"id"`
+	WorkspaceID string     `json:"workspace_id"`
+	MemberID    string     `json:"member_id"`
+	MemberName  string     `json:"member_name"`
+	Name        string     `json:"name"`
+	Kind        string     `json:"kind"`
+	Role        string     `json:"role"`
+	Prefix      string     `json:"prefix"`
+	Hash        []byte     `json:"-"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+}
+
+// Active reports whether the key may authenticate at time now.
+func (k *Key) Active(now time.Time) bool {
+	if k.RevokedAt != nil {
+		return false
+	}
+	return k.ExpiresAt == nil || now.Before(*k.ExpiresAt)
+}
+
+// NewKey is what a Store needs to create a key: the member it authenticates
+// (created when absent) and the already hashed secret.
+type NewKey struct {
+	WorkspaceID string
+	MemberName  string
+	Kind        string
+	Role        string
+	// OwnerName is the human an agent key acts for, when known.
+	OwnerName string
+	Name      string
+	Prefix    string
+	Hash      []byte
+	ExpiresAt *time.Time
+}
+
+// Principal is the authenticated caller of one request, as the gate sees it.
+type Principal struct {
+	WorkspaceID string   `json:"workspace_id"`
+	MemberID    string   `json:"member_id"`
+	MemberName  string   `json:"member_name"`
+	Kind        string   `json:"kind"`
+	Role        string   `json:"role"`
+	OwnerID     string   `json:"owner_id,omitempty"`
+	Groups      []string `json:"groups,omitempty"`
+	KeyID       string   `json:"key_id"`
+	KeyPrefix   string   `json:"key_prefix"`
+	// RBACVersion is the store's RBACVersion when the principal was read.
+	RBACVersion int64 `json:"-"`
+}
+
+// PII levels of a model column (DESIGN.md section 3).
+const (
+	PIINone     = "none"
+	PIIRedacted = "redacted"
+	PIISyncOnly = "sync_only"
+	PIIBlocked  = "blocked"
+)
+
+// Column is one column of a warehouse table or a model.
+type Column struct {
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Nullable bool   `json:"nullable"`
+	PII      string `json:"pii,omitempty"`
+}
+
+// Relationship links a model to another through a foreign key.
+type Relationship struct {
+	Name       string `json:"name"`
+	Model      string `json:"model"`
+	ForeignKey string `json:"foreign_key"`
+	References string `json:"references"`
+}
+
+// Model is a named table or SQL query over the warehouse.
+type Model struct {
+	ID            string         `json:"id"`
+	WorkspaceID   string         `json:"workspace_id"`
+	Name          string         `json:"name"`
+	Description   string         `json:"description,omitempty"`
+	Table         string         `json:"table,omitempty"`
+	SQL           string         `json:"sql,omitempty"`
+	PrimaryKey    string         `json:"primary_key"`
+	Columns       []Column       `json:"columns"`
+	Relationships []Relationship `json:"relationships,omitempty"`
+	CreatedAt     time.Time      `json:"created_at"`
+	UpdatedAt     time.Time      `json:"updated_at"`
+}
+
+// Audience is a filter over a parent model. Definition is its JSON definition.
+type Audience struct {
+	ID          string    `json:"id"`
+	WorkspaceID string    `json:"workspace_id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	ModelID     string    `json:"model_id"`
+	Definition  []byte    `json:"definition"`
+	Version     int       `json:"version"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Destination is where audiences are sent. Its credentials never leave the
+// store in clear: Destination carries only whether it has any.
+type Destination struct {
+	ID             string         `json:"id"`
+	WorkspaceID    string         `json:"workspace_id"`
+	Name           string         `json:"name"`
+	Type           string         `json:"type"`
+	Category       string         `json:"category"`
+	Environment    string         `json:"environment"`
+	Config         map[string]any `json:"config"`
+	HasCredentials bool           `json:"has_credentials"`
+	CreatedAt      time.Time      `json:"created_at"`
+}
+
+// FieldMapping maps a model column to a destination field.
+type FieldMapping struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// Sync sends an audience to a destination.
+type Sync struct {
+	ID            string         `json:"id"`
+	WorkspaceID   string         `json:"workspace_id"`
+	AudienceID    string         `json:"audience_id"`
+	DestinationID string         `json:"destination_id"`
+	Mode          string         `json:"mode"`
+	Schedule      string         `json:"schedule"`
+	State         string         `json:"state"`
+	Mappings      []FieldMapping `json:"mappings"`
+	CreatedAt     time.Time      `json:"created_at"`
+	UpdatedAt     time.Time      `json:"updated_at"`
+}
+
+// Sources of a call (DESIGN.md section 3).
+const (
+	SourceAI     = "AI"
+	SourceAPI    = "API"
+	SourceUI     = "UI"
+	SourceCLI    = "CLI"
+	SourceSystem = "SYSTEM"
+)
+
+// Audit decisions (DESIGN.md section 8).
+const (
+	DecisionAllowed          = "allowed"
+	DecisionDenied           = "denied"
+	DecisionApprovalRequired = "approval_required"
+	DecisionExecuted         = "executed"
+	DecisionFailed           = "failed"
+)
+
+// AuditEvent is one record of one operation (DESIGN.md section 8).
+type AuditEvent struct {
+	ID           string         `json:"id"`
+	At           time.Time      `json:"at"`
+	WorkspaceID  string         `json:"workspace"`
+	ActorType    string         `json:"actor_type"`
+	ActorID      string         `json:"actor_id"`
+	ActorName    string         `json:"actor_name,omitempty"`
+	KeyPrefix    string         `json:"key_prefix,omitempty"`
+	Source       string         `json:"source"`
+	Action       string         `json:"action"`
+	Tool         string         `json:"tool,omitempty"`
+	ResourceType string         `json:"resource_type,omitempty"`
+	ResourceID   string         `json:"resource_id,omitempty"`
+	Decision     string         `json:"decision"`
+	Rules        []string       `json:"rules,omitempty"`
+	Reason       string         `json:"reason,omitempty"`
+	ApprovalID   string         `json:"approval_id,omitempty"`
+	Args         map[string]any `json:"args,omitempty"`
+	Result       string         `json:"result,omitempty"`
+	LatencyMS    float64        `json:"latency_ms"`
+	Client       string         `json:"client,omitempty"`
+	SessionID    string         `json:"session_id,omitempty"`
+	RequestID    string         `json:"request_id,omitempty"`
+}
+
+// AuditFilter selects audit events, newest first.
+type AuditFilter struct {
+	WorkspaceID string
+	Limit       int
+}
+
+// Store is the server's metadata store. Methods scoped to a workspace return
+// ErrNotFound for objects of other workspaces.
+type Store interface {
+	// EnsureWorkspace returns the workspace with this name, creating it when
+	// absent, and makes its built-in roles exactly builtIn (so a new release's
+	// permission table applies to existing workspaces).
+	EnsureWorkspace(ctx context.Context, name string, builtIn []Role) (Workspace, error)
+
+	// CreateKey stores a key (finding or creating its member). It returns
+	// ErrInvalid for an unknown role or kind and ErrConflict when the member
+	// exists with another role or kind.
+	CreateKey(ctx context.Context, k NewKey) (Key, error)
+	// KeyByPrefix returns the key with this lookup prefix, including revoked
+	// and expired ones, with its hash.
+	KeyByPrefix(ctx context.Context, prefix string) (Key, error)
+	// Principal returns the current principal behind an active key, read
+	// fresh on every call so revocation, expiry and role changes apply at once.
+	// It returns ErrNotFound for a key that is unknown, revoked or expired.
+	Principal(ctx context.Context, keyID string, now time.Time) (Principal, error)
+	// ListKeys lists the keys of a workspace, newest first.
+	ListKeys(ctx context.Context, workspaceID string) ([]Key, error)
+	// RevokeKey revokes a key by id or prefix; revoking twice is ErrConflict.
+	RevokeKey(ctx context.Context, workspaceID, idOrPrefix string, now time.Time) (Key, error)
+	// ReplaceKey revokes old and creates its successor in one transaction.
+	ReplaceKey(ctx context.Context, workspaceID, idOrPrefix string, prefix string, hash []byte, now time.Time) (Key, error)
+
+	// Roles lists a workspace's roles with their permissions.
+	Roles(ctx context.Context, workspaceID string) ([]Role, error)
+	// PutRole creates or replaces a custom role. Built-in roles are ErrConflict.
+	PutRole(ctx context.Context, r Role) error
+	// DeleteRole deletes a custom role no member holds (else ErrConflict).
+	DeleteRole(ctx context.Context, workspaceID, name string) error
+	// Members lists a workspace's members.
+	Members(ctx context.Context, workspaceID string) ([]Member, error)
+	// SetMemberRole changes a member's role.
+	SetMemberRole(ctx context.Context, workspaceID, memberID, role string) error
+	// RBACVersion is a counter that changes on every role, member or group
+	// change in any workspace, so a cached authorizer knows when to reload.
+	RBACVersion(ctx context.Context) (int64, error)
+
+	// Catalog reads.
+	ListModels(ctx context.Context, workspaceID string) ([]Model, error)
+	GetModel(ctx context.Context, workspaceID, idOrName string) (Model, error)
+	ListAudiences(ctx context.Context, workspaceID string) ([]Audience, error)
+	GetAudience(ctx context.Context, workspaceID, id string) (Audience, error)
+	ListDestinations(ctx context.Context, workspaceID string) ([]Destination, error)
+	GetDestination(ctx context.Context, workspaceID, id string) (Destination, error)
+	ListSyncs(ctx context.Context, workspaceID string) ([]Sync, error)
+	GetSync(ctx context.Context, workspaceID, id string) (Sync, error)
+
+	// Catalog writes. Create* assign an id when the object has none and
+	// return ErrConflict for a name already taken in the workspace.
+	CreateModel(ctx context.Context, m Model) (Model, error)
+	CreateAudience(ctx context.Context, a Audience) (Audience, error)
+	CreateDestination(ctx context.Context, d Destination) (Destination, error)
+	CreateSync(ctx context.Context, s Sync) (Sync, error)
+
+	// AppendAudit durably records one event before returning.
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	// Audit returns events, newest first.
+	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+
+	Close() error
+}

@@ -1,0 +1,180 @@
+package tools
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/store"
+)
+
+// Tool is one MCP tool as the gate sees it: its spec (name, description,
+// input schema, annotations), the permission a caller needs, the kind of
+// resource it touches, whether it writes, and its handler. A handler never
+// checks permissions or writes audit records: the gate does both.
+type Tool struct {
+	Spec mcp.Tool
+	// Permission is the RBAC permission the caller needs, "" for tools any
+	// authenticated caller may use.
+	Permission string
+	// Resource is the resource type recorded in audit events ("model", ...).
+	Resource string
+	// Write is true for tools that change state.
+	Write   bool
+	Handler HandlerFunc
+}
+
+// HandlerFunc runs a tool for an authorized call. A failure the model should
+// read (bad argument, unknown id) is returned as a *Error; any other error is
+// internal and reaches the caller only as "internal error" with a request id.
+type HandlerFunc func(ctx context.Context, call *Call, args json.RawMessage) (Output, error)
+
+// Output is a successful tool result: Data is the structured JSON result and
+// Text a short rendering for clients that show text only.
+type Output struct {
+	Data any
+	Text string
+}
+
+// Call describes the call being handled. The gate creates it; handlers read
+// the principal and fill in the resource id and a result summary for audit.
+type Call struct {
+	Principal  store.Principal
+	Tool       string
+	ResourceID string
+	// Summary is a short, PII-free description of the result for audit.
+	Summary string
+}
+
+// Error is a failure the calling model should see: what was wrong and what
+// to do next. Its message must carry no internal detail and no secret.
+type Error struct {
+	Msg string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Errorf returns a *Error with a formatted message.
+func Errorf(format string, args ...any) error {
+	return &Error{Msg: fmt.Sprintf(format, args...)}
+}
+
+// AsError reports whether err is (or wraps) a *Error meant for the model.
+func AsError(err error) (*Error, bool) {
+	var te *Error
+	ok := errors.As(err, &te)
+	return te, ok
+}
+
+// Deps are what tool handlers use: the metadata store and the warehouse.
+type Deps struct {
+	Store     store.Store
+	Warehouse store.Warehouse
+	// Limits bound every warehouse query a tool runs.
+	Limits store.QueryLimits
+}
+
+// All returns every tool, sorted by name.
+func All(d Deps) []Tool {
+	var all []Tool
+	all = append(all, warehouseTools(d)...)
+	all = append(all, modelTools(d)...)
+	all = append(all, audienceTools(d)...)
+	all = append(all, destinationTools(d)...)
+	all = append(all, syncTools(d)...)
+	sort.Slice(all, func(i, j int) bool { return all[i].Spec.Name < all[j].Spec.Name })
+	return all
+}
+
+// readOnly returns the annotation options of a tool that reads the
+// workspace's own data: read-only, not destructive, idempotent, closed world.
+// mcp.NewTool defaults to destructive and open-world, so every tool sets all
+// four hints explicitly.
+func readOnly(title string) []mcp.ToolOption {
+	return []mcp.ToolOption{
+		mcp.WithTitleAnnotation(title),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+		mcp.WithIdempotentHintAnnotation(true),
+		mcp.WithOpenWorldHintAnnotation(false),
+	}
+}
+
+// decode binds raw JSON arguments to dst strictly: unknown fields, wrong
+// types and trailing data are errors the model can act on.
+func decode(raw json.RawMessage, dst any) error {
+	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		raw = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return argumentError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Errorf("invalid arguments: expected a single JSON object")
+	}
+	return nil
+}
+
+// argumentError turns a JSON decoding error into a message naming the field.
+func argumentError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "" {
+			return Errorf("invalid arguments: expected a JSON object, got %s", typeErr.Value)
+		}
+		return Errorf("invalid argument %q: expected %s, got %s", typeErr.Field, jsonType(typeErr.Type.Kind().String()), typeErr.Value)
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		return Errorf("invalid arguments: malformed JSON")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return Errorf("unknown argument %s: check the tool's input schema for the accepted arguments", field)
+	default:
+		return Errorf("invalid arguments: expected a JSON object matching the tool's input schema")
+	}
+}
+
+// jsonType names a Go kind the way a JSON Schema would.
+func jsonType(kind string) string {
+	switch kind {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	default:
+		return "a " + kind
+	}
+}
+
+// required returns an error naming the argument when value is empty.
+func required(name, value string) error {
+	if strings.TrimSpace(value) == "" {
+		return Errorf("missing required argument %q", name)
+	}
+	return nil
+}
+
+// notFound turns store.ErrNotFound into an error the model can act on, and
+// passes any other error through as internal.
+func notFound(err error, what, id, listTool string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return Errorf("%s %q not found: call %s to see the available ones", what, guardrails.RedactString(id), listTool)
+	}
+	return err
+}

@@ -1,0 +1,100 @@
+package tools
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/signalsmith/agent-server/guardrails"
+)
+
+// wantPermission is DESIGN.md section 5's tool-to-permission table, written
+// out so a change to either side fails here.
+var wantPermission = map[string]string{
+	"list_tables":       "sources.read",
+	"describe_table":    "sources.read",
+	"list_models":       "models.read",
+	"get_model":         "models.read",
+	"preview_model":     "models.read",
+	"list_audiences":    "audiences.read",
+	"get_audience":      "audiences.read",
+	"list_destinations": "destinations.read",
+	"get_destination":   "destinations.read",
+	"list_syncs":        "syncs.read",
+	"get_sync":          "syncs.read",
+}
+
+func TestToolSpecs(t *testing.T) {
+	t.Parallel()
+	all := All(Deps{})
+	if len(all) != len(wantPermission) {
+		t.Errorf("%d tools, want %d", len(all), len(wantPermission))
+	}
+	name := regexp.MustCompile(`^[a-z]+(_[a-z]+)+$`)
+	for _, tool := range all {
+		spec := tool.Spec
+		t.Run(spec.Name, func(t *testing.T) {
+			want, ok := wantPermission[spec.Name]
+			if !ok {
+				t.Fatalf("tool %s is not in the table of DESIGN.md section 5", spec.Name)
+			}
+			if tool.Permission != want || !guardrails.IsPermission(tool.Permission) {
+				t.Errorf("permission %q, want %q", tool.Permission, want)
+			}
+			if !name.MatchString(spec.Name) {
+				t.Errorf("name %q is not verb_noun", spec.Name)
+			}
+			if len(spec.Description) < 40 {
+				t.Errorf("description too thin for a model: %q", spec.Description)
+			}
+			a := spec.Annotations
+			if a.ReadOnlyHint == nil || a.DestructiveHint == nil || a.IdempotentHint == nil || a.OpenWorldHint == nil {
+				t.Fatalf("annotations not all set: %+v", a)
+			}
+			// Every tool of this stage only reads: the annotations must say
+			// so, and must agree with the permission's action.
+			reads := strings.HasSuffix(tool.Permission, ".read")
+			if *a.ReadOnlyHint != reads || *a.DestructiveHint || tool.Write == reads {
+				t.Errorf("annotations %+v / write %v disagree with permission %s", a, tool.Write, tool.Permission)
+			}
+			if tool.Resource == "" || tool.Handler == nil {
+				t.Error("tool lacks a resource type or a handler")
+			}
+			var schema map[string]any
+			if err := json.Unmarshal(spec.RawInputSchema, &schema); err != nil || schema["type"] != "object" {
+				t.Errorf("input schema is not an object schema: %s", spec.RawInputSchema)
+			}
+		})
+	}
+}
+
+func TestDecodeIsStrict(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		raw, want string
+	}{
+		{`{"model":"customers","limit":5}`, ""},
+		{`null`, ""},
+		{`{"model":1}`, `invalid argument "model": expected a string`},
+		{`{"limit":1.5,"model":"x"}`, `invalid argument "limit": expected an integer`},
+		{`{"model":"x","extra":true}`, `unknown argument "extra"`},
+		{`["model"]`, `expected a JSON object`},
+		{`{"model":"x"} {"model":"y"}`, `expected a single JSON object`},
+		{`{"model":`, `malformed JSON`},
+	}
+	for _, tc := range cases {
+		var args previewModelArgs
+		err := decode(json.RawMessage(tc.raw), &args)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("decode(%s) = %v", tc.raw, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("decode(%s) = %v, want %q", tc.raw, err, tc.want)
+		case tc.want != "":
+			if _, ok := AsError(err); !ok {
+				t.Errorf("decode(%s) error is not a model-facing *Error", tc.raw)
+			}
+		}
+	}
+}

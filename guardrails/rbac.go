@@ -11,9 +11,13 @@ import (
 	"github.com/signalsmith/agent-server/store"
 )
 
-// rbacModel is Casbin's RBAC with domains: a member has a role in a
-// workspace (g), a role has permissions in a workspace (p), matched
-// exactly (no keyMatch: its wildcards are regex quantifiers).
+// rbacModel is Casbin's RBAC with domains: a role has permissions in a
+// workspace (p), matched exactly (no keyMatch: its wildcards are regex
+// quantifiers). The request subject is the caller's role, not the member:
+// Casbin scans every policy on a cache miss, so decisions are cached per
+// role and permission, which keeps misses rare however many members there
+// are. Which role a member holds is checked against the loaded memberships
+// before Casbin is asked (see Authorize).
 const rbacModel = `
 [request_definition]
 r = sub, dom, obj, act
@@ -28,7 +32,7 @@ g = _, _, _
 e = some(where (p.eft == allow))
 
 [matchers]
-m = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act
+m = r.obj == p.obj && r.act == p.act && r.dom == p.dom && g(r.sub, p.sub, r.dom)
 `
 
 // Source is where RBAC data comes from; store.Store satisfies it.
@@ -46,7 +50,9 @@ type Decision struct {
 }
 
 // RBAC authorizes principals with Casbin. Policies are per role, never per
-// member. It is safe for concurrent use.
+// member; memberships (member -> role per workspace) are loaded beside them
+// so a principal whose role disagrees with the loaded one is denied. It is
+// safe for concurrent use.
 type RBAC struct {
 	src        Source
 	workspaces []string
@@ -91,7 +97,7 @@ func (r *RBAC) reloadLocked(ctx context.Context) error {
 		return fmt.Errorf("load rbac: %w", err)
 	}
 	e.EnableAutoSave(false)
-	var policies, groupings [][]string
+	var policies [][]string
 	roles := make(map[string]string)
 	for _, ws := range r.workspaces {
 		rs, err := r.src.Roles(ctx, ws)
@@ -112,18 +118,12 @@ func (r *RBAC) reloadLocked(ctx context.Context) error {
 			return fmt.Errorf("load members of %s: %w", ws, err)
 		}
 		for _, mem := range ms {
-			groupings = append(groupings, []string{memberSubject(mem.ID), roleSubject(mem.Role), ws})
 			roles[ws+"/"+mem.ID] = mem.Role
 		}
 	}
 	if len(policies) > 0 {
 		if _, err := e.AddPoliciesEx(policies); err != nil {
 			return fmt.Errorf("load role policies: %w", err)
-		}
-	}
-	if len(groupings) > 0 {
-		if _, err := e.AddGroupingPoliciesEx(groupings); err != nil {
-			return fmt.Errorf("load memberships: %w", err)
 		}
 	}
 	e.InvalidateCache()
@@ -166,7 +166,7 @@ func (r *RBAC) Authorize(ctx context.Context, p store.Principal, permission stri
 		return Decision{Reason: fmt.Sprintf("the role of %q changed during the call; retry", p.MemberName)}, nil
 	}
 	obj, act, _ := strings.Cut(permission, ".")
-	ok, err := e.Enforce(memberSubject(p.MemberID), p.WorkspaceID, obj, act)
+	ok, err := e.Enforce(roleSubject(p.Role), p.WorkspaceID, obj, act)
 	if err != nil {
 		return Decision{}, fmt.Errorf("authorize %s: %w", permission, err)
 	}
@@ -191,5 +191,4 @@ func (r *RBAC) Permitted(ctx context.Context, p store.Principal) (map[string]boo
 	return out, nil
 }
 
-func roleSubject(role string) string  { return "role:" + role }
-func memberSubject(id string) string { return "member:" + id }
+func roleSubject(role string) string { return "role:" + role }

@@ -36,4 +36,28 @@
 //     line only.
 //   - Destinations have columns for sealed (AES-256-GCM) credentials, which
 //     no Store method sets yet; reads only report whether there are any.
+//
+// # Embedded warehouse
+//
+// OpenWarehouse (type Warehouse, store.Warehouse) opens the warehouse
+// directory (the data directory's warehouse folder): analytics.db,
+// cdp_planner.db and cdp_audit.db, attached read-only (file: URIs with
+// mode=ro) as the schemas analytics, cdp_planner and cdp_audit to every
+// connection, whose own main database is private, in memory and empty.
+// Callers' SQL runs under a SQLite authorizer installed after the
+// attachments: an allow-list of SELECT, reads of analytics tables and common
+// functions. Before a query runs it is prepared once more on the same
+// connection through the C API (modernc.org/sqlite/lib): a second statement
+// in the text is refused (the driver would run it), and so is a compiled
+// program that opens a table outside analytics. Queries are interrupted at
+// their timeout, also between rows (the driver alone interrupts only the
+// first step); MaxRows caps the rows read. Tables and Describe read the
+// catalog through a separate pool that runs fixed SQL only. The warehouse
+// uses the store package, the SQLite driver with its C library
+// (modernc.org/sqlite/lib, modernc.org/libc) and the standard library.
+//
+// GenerateDemo writes the demo analytics.db (customers, orders, events)
+// deterministically from a seed and a generation time, under a temporary
+// name renamed into place only when complete; DemoExists says whether there
+// is one.
 package sqlite

@@ -1,0 +1,287 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/server"
+	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/sqlite"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// demoScale keeps the test warehouse small; the generator's own tests cover
+// the default scale.
+const demoScale = 400
+
+// templateWarehouse generates the demo warehouse once per test binary; each
+// test copies it into its own data directory.
+var templateWarehouse = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "signalsmith-server-test-")
+	if err != nil {
+		return "", err
+	}
+	err = sqlite.GenerateDemo(context.Background(), dir, sqlite.DemoOptions{Scale: demoScale, Seed: 7})
+	return dir, err
+})
+
+// env is one server over its own data directory, served on loopback.
+type env struct {
+	db    *sqlite.DB
+	ws    store.Workspace
+	srv   *server.Server
+	http  *httptest.Server
+	url   string
+	logs  *syncBuffer
+	mu    sync.Mutex
+	keys  []string
+	dir   string
+	rbac  *guardrails.RBAC
+	whDir string
+	// raw is a read-only connection to signalsmith.db for row counts.
+	raw *sql.DB
+}
+
+func setup(t testing.TB) *env {
+	t.Helper()
+	ctx := context.Background()
+	tmpl, err := templateWarehouse()
+	if err != nil {
+		t.Fatalf("generate demo warehouse: %v", err)
+	}
+	dir := t.TempDir()
+	whDir := filepath.Join(dir, "warehouse")
+	if err := os.MkdirAll(whDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(tmpl, "analytics.db"), filepath.Join(whDir, "analytics.db"))
+
+	db, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ws, err := db.EnsureWorkspace(ctx, "default", guardrails.BuiltInRoles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.SeedDemoMetadata(ctx, db, ws.ID); err != nil {
+		t.Fatal(err)
+	}
+	wh, err := sqlite.OpenWarehouse(ctx, whDir, sqlite.WarehouseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wh.Close() })
+	rbac, err := guardrails.NewRBAC(ctx, db, ws.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	srv, err := server.New(server.Config{
+		Store: db, Warehouse: wh, RBAC: rbac, Version: "test",
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Limits: store.QueryLimits{Timeout: 10 * time.Second, MaxRows: 1000},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "signalsmith.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return &env{db: db, ws: ws, srv: srv, http: hs, url: hs.URL + "/mcp", logs: logs, dir: dir, rbac: rbac, whDir: whDir, raw: raw}
+}
+
+// key creates a key for a member (created when new) and remembers the full
+// key so tests can look for it where it must never appear.
+func (e *env) key(t testing.TB, member, role, kind string, expires *time.Time) (string, store.Key) {
+	t.Helper()
+	full, prefix, hash, err := server.NewKeySecret(bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := e.db.CreateKey(context.Background(), store.NewKey{
+		WorkspaceID: e.ws.ID, MemberName: member, Kind: kind, Role: role, Name: member,
+		Prefix: prefix, Hash: hash, ExpiresAt: expires,
+	})
+	if err != nil {
+		t.Fatalf("create key: %v", err)
+	}
+	e.mu.Lock()
+	e.keys = append(e.keys, full)
+	e.mu.Unlock()
+	return full, k
+}
+
+// client returns an initialized MCP client over HTTP presenting key.
+func (e *env) client(t *testing.T, key string) *client.Client {
+	t.Helper()
+	c, err := client.NewStreamableHttpClient(e.url, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + key}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcp.Implementation{Name: "server-test", Version: "1.2.3"}
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	return c
+}
+
+// stdioClient returns an initialized MCP client talking to the server over
+// the stdio transport (through pipes), authenticated by key.
+func (e *env) stdioClient(t *testing.T, key string) *client.Client {
+	t.Helper()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.srv.ServeStdio(ctx, key, inR, outW) }()
+	c := client.NewClient(transport.NewIO(outR, inW, io.NopCloser(strings.NewReader(""))))
+	t.Cleanup(func() {
+		c.Close()
+		cancel()
+		inW.Close()
+		outW.Close()
+		<-done
+	})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcp.Implementation{Name: "stdio-test", Version: "1"}
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatalf("initialize over stdio: %v", err)
+	}
+	return c
+}
+
+// call calls a tool and fails the test on a transport or protocol error.
+func call(t *testing.T, c *client.Client, tool string, args any) *mcp.CallToolResult {
+	t.Helper()
+	res, err := tryCall(c, tool, args)
+	if err != nil {
+		t.Fatalf("call %s: %v", tool, err)
+	}
+	return res
+}
+
+func tryCall(c *client.Client, tool string, args any) (*mcp.CallToolResult, error) {
+	req := mcp.CallToolRequest{}
+	req.Params.Name = tool
+	req.Params.Arguments = args
+	return c.CallTool(context.Background(), req)
+}
+
+// structured decodes a successful result's structured content into v.
+func structured(t *testing.T, res *mcp.CallToolResult, v any) {
+	t.Helper()
+	if res.IsError {
+		t.Fatalf("unexpected error result: %s", text(res))
+	}
+	b, err := json.Marshal(res.StructuredContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decode structured content %s: %v", b, err)
+	}
+}
+
+// text joins a result's text contents.
+func text(res *mcp.CallToolResult) string {
+	var b bytes.Buffer
+	for _, c := range res.Content {
+		if tc, ok := c.(mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+// audit returns all audit events, oldest first.
+func (e *env) audit(t *testing.T) []store.AuditEvent {
+	t.Helper()
+	evs, err := e.db.Audit(context.Background(), store.AuditFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
+		evs[i], evs[j] = evs[j], evs[i]
+	}
+	return evs
+}
+
+// lastAudit returns the newest audit event.
+func (e *env) lastAudit(t *testing.T) store.AuditEvent {
+	t.Helper()
+	evs := e.audit(t)
+	if len(evs) == 0 {
+		t.Fatal("no audit events")
+	}
+	return evs[len(evs)-1]
+}
+
+func copyFile(t testing.TB, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/sqlite"
+)
+
+// errUsage means the command line was wrong; the usage was printed.
+var errUsage = errors.New("usage")
+
+// defaultWorkspace is the workspace the CLI and the demo use.
+const defaultWorkspace = "default"
+
+const usage = `Usage: signalsmith [--data-dir DIR] COMMAND [ARGS]
+
+Commands:
+  serve [--demo] [--http ADDR] [--stdio] [--scale N]   run the MCP server
+  keys create --name N --role R [--kind user|agent] [--owner NAME] [--expires 720h] [--json]
+  keys list [--json] | keys revoke ID | keys rotate ID [--json]
+  audit tail [-n 20] [--json]                          show the latest audit events
+
+--data-dir defaults to $SIGNALSMITH_DATA_DIR, else ./signalsmith-data.
+`
+
+// Run parses global flags and runs one command.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("signalsmith", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	fs.Usage = func() { fmt.Fprint(m.Stderr, usage) }
+	def := m.Getenv("SIGNALSMITH_DATA_DIR")
+	if def == "" {
+		def = "signalsmith-data"
+	}
+	fs.StringVar(&m.DataDir, "data-dir", def, "data directory")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	switch rest[0] {
+	case "serve":
+		return m.serve(ctx, rest[1:])
+	case "keys":
+		return m.keys(ctx, rest[1:])
+	case "audit":
+		return m.audit(ctx, rest[1:])
+	case "help", "-h", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(m.Stderr, "unknown command %q\n\n", rest[0])
+		fs.Usage()
+		return errUsage
+	}
+}
+
+// openStore opens the metadata store and the default workspace with the
+// current built-in roles.
+func (m *Main) openStore(ctx context.Context) (*sqlite.DB, store.Workspace, error) {
+	db, err := sqlite.Open(ctx, m.DataDir)
+	if err != nil {
+		return nil, store.Workspace{}, err
+	}
+	m.closers = append(m.closers, db)
+	ws, err := db.EnsureWorkspace(ctx, defaultWorkspace, guardrails.BuiltInRoles())
+	if err != nil {
+		return nil, store.Workspace{}, err
+	}
+	return db, ws, nil
+}
+
+// warehouseDir is where the embedded warehouse files live.
+func (m *Main) warehouseDir() string { return filepath.Join(m.DataDir, "warehouse") }
+
+// logger writes operational logs to stderr. Secrets are never logged.
+func (m *Main) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// newFlags returns a flag set for a subcommand that reports to stderr.
+func (m *Main) newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	return fs
+}
+
+// parseFlags parses args, allowing flags after positional arguments too
+// ("keys revoke ID --json"), and returns the positional ones.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, errUsage
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/server"
+	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/sqlite"
+)
+
+// version is announced to MCP clients.
+const version = "0.1.0"
+
+// serveConfig holds the flags of "signalsmith serve".
+type serveConfig struct {
+	demo     bool
+	addr     string
+	stdio    bool
+	scale    int
+	insecure bool
+	tlsCert  string
+	tlsKey   string
+	timeout  time.Duration
+	maxRows  int
+}
+
+func (m *Main) serve(ctx context.Context, args []string) error {
+	var c serveConfig
+	fs := m.newFlags("serve")
+	fs.BoolVar(&c.demo, "demo", false, "generate the embedded demo warehouse and demo keys on first run")
+	fs.StringVar(&c.addr, "http", "127.0.0.1:8080", "HTTP listen address for /mcp, /healthz, /readyz")
+	fs.BoolVar(&c.stdio, "stdio", false, "serve MCP on stdin/stdout; the key comes from SIGNALSMITH_API_KEY")
+	fs.IntVar(&c.scale, "scale", 10000, "demo customers to generate on first run")
+	fs.BoolVar(&c.insecure, "insecure", false, "allow plain HTTP on a non-loopback address")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
+	fs.DurationVar(&c.timeout, "query-timeout", 30*time.Second, "timeout of every warehouse query")
+	fs.IntVar(&c.maxRows, "max-rows", 10000, "row cap of every warehouse query")
+	if pos, err := parseFlags(fs, args); err != nil || len(pos) > 0 {
+		return errUsage
+	}
+	if c.scale < 1 || c.timeout <= 0 || c.maxRows < 1 {
+		fmt.Fprintln(m.Stderr, "--scale, --query-timeout and --max-rows must be positive")
+		return errUsage
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		fmt.Fprintln(m.Stderr, "--tls-cert and --tls-key go together")
+		return errUsage
+	}
+	if !c.stdio {
+		if err := checkListenAddr(c); err != nil {
+			return err
+		}
+	} else if m.Getenv("SIGNALSMITH_API_KEY") == "" {
+		return errors.New("serve --stdio needs SIGNALSMITH_API_KEY")
+	}
+	log := m.logger()
+
+	db, ws, err := m.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	if c.demo {
+		if err := m.prepareDemo(ctx, db, ws, c); err != nil {
+			return err
+		}
+	}
+	wh, err := sqlite.OpenWarehouse(ctx, m.warehouseDir(), sqlite.WarehouseOptions{})
+	if err != nil {
+		return fmt.Errorf("open warehouse (run with --demo to create the demo warehouse): %w", err)
+	}
+	m.closers = append(m.closers, wh)
+	rbac, err := guardrails.NewRBAC(ctx, db, ws.ID)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{
+		Store: db, Warehouse: wh, RBAC: rbac, Version: version, Logger: log,
+		Limits: store.QueryLimits{Timeout: c.timeout, MaxRows: c.maxRows},
+	})
+	if err != nil {
+		return err
+	}
+	if c.stdio {
+		return m.serveStdio(ctx, srv)
+	}
+	return m.serveHTTP(ctx, srv, c)
+}
+
+// serveStdio checks the key from the environment once at startup (so a
+// desktop client shows a clear error) and then serves MCP on stdio, where
+// every call is authenticated again.
+func (m *Main) serveStdio(ctx context.Context, srv *server.Server) error {
+	key := m.Getenv("SIGNALSMITH_API_KEY")
+	if _, err := srv.Authenticator().Authenticate(ctx, key); err != nil {
+		return fmt.Errorf("SIGNALSMITH_API_KEY: %w", err)
+	}
+	return srv.ServeStdio(ctx, key, m.Stdin, m.Stdout)
+}
+
+// serveHTTP listens until ctx ends, then shuts down gracefully.
+func (m *Main) serveHTTP(ctx context.Context, srv *server.Server, c serveConfig) error {
+	log := m.logger()
+	tls := c.tlsCert != ""
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	log.Info("listening", "url", scheme+"://"+ln.Addr().String()+"/mcp", "data_dir", m.DataDir)
+	errc := make(chan error, 1)
+	go func() {
+		if tls {
+			errc <- hs.ServeTLS(ln, c.tlsCert, c.tlsKey)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// checkListenAddr refuses plain HTTP on a non-loopback address unless
+// --insecure is given.
+func checkListenAddr(c serveConfig) error {
+	host, _, err := net.SplitHostPort(c.addr)
+	if err != nil {
+		return fmt.Errorf("--http %q: %w", c.addr, err)
+	}
+	if c.tlsCert == "" && !c.insecure && !isLoopbackHost(host) {
+		return fmt.Errorf("--http %s is not a loopback address: give --tls-cert and --tls-key, or --insecure", c.addr)
+	}
+	return nil
+}
+
+// prepareDemo generates the demo warehouse and metadata on first run and
+// creates the demo keys, printing them once.
+func (m *Main) prepareDemo(ctx context.Context, db *sqlite.DB, ws store.Workspace, c serveConfig) error {
+	log := m.logger()
+	if !sqlite.DemoExists(m.warehouseDir()) {
+		log.Info("generating demo warehouse", "customers", c.scale)
+		if err := sqlite.GenerateDemo(ctx, m.warehouseDir(), sqlite.DemoOptions{Scale: c.scale}); err != nil {
+			return fmt.Errorf("generate demo warehouse: %w", err)
+		}
+	}
+	if err := sqlite.SeedDemoMetadata(ctx, db, ws.ID); err != nil {
+		return fmt.Errorf("seed demo metadata: %w", err)
+	}
+	keys, err := db.ListKeys(ctx, ws.ID)
+	if err != nil {
+		return err
+	}
+	if len(keys) > 0 {
+		return nil
+	}
+	_, ownerKey, err := createKey(ctx, db, store.NewKey{
+		WorkspaceID: ws.ID, MemberName: "demo-owner", Kind: store.KindUser, Role: "owner", Name: "demo owner",
+	}, 0)
+	if err != nil {
+		return err
+	}
+	_, agentKey, err := createKey(ctx, db, store.NewKey{
+		WorkspaceID: ws.ID, MemberName: "demo-agent", Kind: store.KindAgent, Role: "member", Name: "demo agent",
+	}, 0)
+	if err != nil {
+		return err
+	}
+	return m.printDemoKeys(ownerKey, agentKey, c.addr)
+}
+
+// printDemoKeys shows the demo keys once, with ready-to-paste client
+// configuration. It writes to stdout, never to the log.
+func (m *Main) printDemoKeys(ownerKey, agentKey, addr string) error {
+	dataDir, err := filepath.Abs(m.DataDir)
+	if err != nil {
+		return err
+	}
+	exe, build := binaryPath()
+	desktop := map[string]any{"mcpServers": map[string]any{"signalsmith": map[string]any{
+		"command": exe,
+		"args":    []string{"--data-dir", dataDir, "serve", "--stdio"},
+		"env":     map[string]string{"SIGNALSMITH_API_KEY": agentKey},
+	}}}
+	snippet, err := json.MarshalIndent(desktop, "", "  ")
+	if err != nil {
+		return err
+	}
+	w := m.Stdout
+	fmt.Fprintf(w, "\nDemo keys (shown once; they are stored only as bcrypt hashes):\n\n")
+	fmt.Fprintf(w, "  owner (user, role owner):  %s\n", ownerKey)
+	fmt.Fprintf(w, "  agent (agent, role member): %s\n\n", agentKey)
+	fmt.Fprintf(w, "Claude Code (HTTP):\n\n  claude mcp add --transport http signalsmith http://%s/mcp --header \"Authorization: Bearer %s\"\n\n", addr, agentKey)
+	if build != "" {
+		fmt.Fprintf(w, "Claude Desktop (stdio) needs a built binary first:\n\n  %s\n\n", build)
+	}
+	fmt.Fprintf(w, "Claude Desktop (claude_desktop_config.json):\n\n%s\n\n", snippet)
+	fmt.Fprintf(w, "MCP Inspector:\n\n  npx @modelcontextprotocol/inspector@1.0.3 --cli http://%s/mcp --method tools/list --header \"Authorization: Bearer %s\"\n\n", addr, agentKey)
+	return nil
+}
+
+// binaryPath returns the path a desktop client should start, and the build
+// command to run first when this process runs from "go run".
+func binaryPath() (path, build string) {
+	exe, err := os.Executable()
+	if err == nil && !strings.Contains(exe, "go-build") {
+		return exe, ""
+	}
+	abs, err := filepath.Abs(filepath.Join("bin", "signalsmith"))
+	if err != nil {
+		abs = filepath.Join("bin", "signalsmith")
+	}
+	return abs, "go build -o " + abs + " ./cmd/signalsmith"
+}
+
+// isLoopbackHost reports whether host is a loopback name or address.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -42,8 +42,8 @@ type Source interface {
 	RBACVersion(ctx context.Context) (int64, error)
 }
 
-// Decision is the outcome of an RBAC check.
-type Decision struct {
+// Access is the outcome of an RBAC check.
+type Access struct {
 	Allowed bool
 	// Reason says, for a denial, which permission the role lacks.
 	Reason string
@@ -152,28 +152,28 @@ func (r *RBAC) fresh(ctx context.Context, p store.Principal) (*casbin.SyncedCach
 
 // Authorize decides whether p holds permission. An unknown permission or a
 // failure to load the policy is an error; callers deny on error.
-func (r *RBAC) Authorize(ctx context.Context, p store.Principal, permission string) (Decision, error) {
+func (r *RBAC) Authorize(ctx context.Context, p store.Principal, permission string) (Access, error) {
 	if !IsPermission(permission) {
-		return Decision{}, fmt.Errorf("authorize: unknown permission %q", permission)
+		return Access{}, fmt.Errorf("authorize: unknown permission %q", permission)
 	}
 	e, roles, err := r.fresh(ctx, p)
 	if err != nil {
-		return Decision{}, err
+		return Access{}, err
 	}
 	if roles[p.WorkspaceID+"/"+p.MemberID] != p.Role {
 		// The principal and the loaded policy disagree on the role: one of
 		// them is stale. Deny rather than guess.
-		return Decision{Reason: fmt.Sprintf("the role of %q changed during the call; retry", p.MemberName)}, nil
+		return Access{Reason: fmt.Sprintf("the role of %q changed during the call; retry", p.MemberName)}, nil
 	}
 	obj, act, _ := strings.Cut(permission, ".")
 	ok, err := e.Enforce(roleSubject(p.Role), p.WorkspaceID, obj, act)
 	if err != nil {
-		return Decision{}, fmt.Errorf("authorize %s: %w", permission, err)
+		return Access{}, fmt.Errorf("authorize %s: %w", permission, err)
 	}
 	if !ok {
-		return Decision{Reason: fmt.Sprintf("role %q lacks permission %q", p.Role, permission)}, nil
+		return Access{Reason: fmt.Sprintf("role %q lacks permission %q", p.Role, permission)}, nil
 	}
-	return Decision{Allowed: true}, nil
+	return Access{Allowed: true}, nil
 }
 
 // Permitted returns the set of permissions p holds.

@@ -77,7 +77,7 @@ func withBuiltIns(f *fakeSource, ws string) {
 	}
 }
 
-func mustAuthorize(t *testing.T, r *RBAC, p store.Principal, perm string) Decision {
+func mustAuthorize(t *testing.T, r *RBAC, p store.Principal, perm string) Access {
 	t.Helper()
 	d, err := r.Authorize(context.Background(), p, perm)
 	if err != nil {

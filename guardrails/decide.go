@@ -1,0 +1,271 @@
+package guardrails
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/signalsmith/agent-server/store"
+)
+
+// Effects of a guardrail decision. They combine strongest first: deny, then
+// rate_limited (a rate limit denies once reached), then require_approval,
+// then allow.
+const (
+	EffectDeny            = "deny"
+	EffectRateLimited     = "rate_limited"
+	EffectRequireApproval = "require_approval"
+	EffectAllow           = "allow"
+)
+
+// KillSwitchRule is the rule a decision names when the workspace setting
+// ai_writes_frozen denies an AI write. It is built in: no policy file can
+// remove it.
+const KillSwitchRule = "ai_writes_frozen"
+
+// Input is what a guardrail decision looks at (DESIGN.md section 6).
+type Input struct {
+	Principal store.Principal
+	Source    string
+	Tool      string
+	Resource  string
+	Operation string
+	Args      map[string]any
+	// Facts are what the tool computed before the decision (estimated
+	// audience size, destination environment, columns that would leave...).
+	Facts map[string]any
+	// WritesFrozen is the workspace's ai_writes_frozen setting.
+	WritesFrozen bool
+	Now          time.Time
+}
+
+// Decision is the outcome: the effect, the ids of the rules that fired for
+// it, a reason a person can read, what the agent can do instead, and the
+// policy set version it was made under.
+type Decision struct {
+	Effect        string        `json:"effect"`
+	Rules         []string      `json:"rules,omitempty"`
+	Reason        string        `json:"reason,omitempty"`
+	Suggestions   []string      `json:"suggestions,omitempty"`
+	PolicyVersion string        `json:"policy_version"`
+	RetryAfter    time.Duration `json:"retry_after,omitempty"`
+}
+
+// RateLimiter counts uses of a bucket in a sliding window. Take records one
+// use when fewer than limit happened in the window ending at now (and
+// consume is true); otherwise it reports how long until the next use is
+// allowed. It must be atomic across processes sharing the store.
+type RateLimiter interface {
+	Take(ctx context.Context, bucket string, limit int, window time.Duration, now time.Time, consume bool) (allowed bool, retryAfter time.Duration, err error)
+}
+
+// Engine decides with the active policy set. It is safe for concurrent use;
+// SetPolicies swaps the set atomically.
+type Engine struct {
+	limiter RateLimiter
+	mu      sync.RWMutex
+	set     *PolicySet
+}
+
+// NewEngine returns an engine over set, counting rate limits in limiter.
+func NewEngine(set *PolicySet, limiter RateLimiter) *Engine {
+	return &Engine{set: set, limiter: limiter}
+}
+
+// Policies returns the active policy set.
+func (e *Engine) Policies() *PolicySet {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.set
+}
+
+// SetPolicies makes set the active policy set.
+func (e *Engine) SetPolicies(set *PolicySet) {
+	e.mu.Lock()
+	e.set = set
+	e.mu.Unlock()
+}
+
+// Decide decides a call and, unless it is denied, counts it against the
+// rate limits that apply. A condition that cannot be evaluated, or a rate
+// limit that cannot be checked, denies (fail closed); the error is returned
+// beside the deny decision for the log.
+func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
+	return e.decide(ctx, in, true)
+}
+
+// DryRun answers what Decide would, without counting anything.
+func (e *Engine) DryRun(ctx context.Context, in Input) (Decision, error) {
+	return e.decide(ctx, in, false)
+}
+
+func (e *Engine) decide(ctx context.Context, in Input, consume bool) (Decision, error) {
+	set := e.Policies()
+	d := Decision{Effect: EffectAllow, PolicyVersion: set.Version}
+	if in.Now.IsZero() {
+		in.Now = time.Now()
+	}
+	if in.Source == store.SourceAI && in.Operation != "read" && in.WritesFrozen {
+		return deny(d, []string{KillSwitchRule}, "AI writes are frozen in this workspace (kill switch ai_writes_frozen)",
+			"ask a workspace owner; nothing an agent writes is accepted until they lift the freeze"), nil
+	}
+	vars := activation(in)
+	fired := map[string][]Policy{}
+	for _, p := range set.Policies {
+		if !p.applies(in) {
+			continue
+		}
+		if p.program != nil {
+			out, _, err := p.program.ContextEval(ctx, vars)
+			if err != nil {
+				return deny(d, []string{p.ID}, fmt.Sprintf("policy %s could not be evaluated, so the call is denied", p.ID),
+					"ask a workspace admin to check the policy"), fmt.Errorf("evaluate policy %s: %w", p.ID, err)
+			}
+			hit, ok := out.Value().(bool)
+			if !ok {
+				return deny(d, []string{p.ID}, fmt.Sprintf("policy %s did not yield true or false, so the call is denied", p.ID),
+					"ask a workspace admin to check the policy"), fmt.Errorf("evaluate policy %s: result %v is not a boolean", p.ID, out)
+			}
+			if !hit {
+				continue
+			}
+		}
+		fired[p.Type] = append(fired[p.Type], p)
+	}
+	if ps := fired[TypeDeny]; len(ps) > 0 {
+		return withPolicies(d, EffectDeny, ps), nil
+	}
+	if ps := fired[TypeRateLimit]; len(ps) > 0 {
+		limited, retry, err := e.checkLimits(ctx, in, ps, consume)
+		if err != nil {
+			return deny(d, ids(ps), "rate limits could not be checked, so the call is denied", "try again shortly"), err
+		}
+		if len(limited) > 0 {
+			d = withPolicies(d, EffectRateLimited, limited)
+			d.RetryAfter = retry
+			d.Reason += fmt.Sprintf("; the next call is allowed in %s", retry.Round(time.Second))
+			return d, nil
+		}
+	}
+	if ps := fired[TypeRequireApproval]; len(ps) > 0 {
+		return withPolicies(d, EffectRequireApproval, ps), nil
+	}
+	return d, nil
+}
+
+// checkLimits peeks at every rate limit first and consumes only when all of
+// them allow the call, so a limited call counts against none.
+func (e *Engine) checkLimits(ctx context.Context, in Input, ps []Policy, consume bool) ([]Policy, time.Duration, error) {
+	if e.limiter == nil {
+		return nil, 0, fmt.Errorf("no rate limiter configured")
+	}
+	var limited []Policy
+	var retry time.Duration
+	for _, p := range ps {
+		ok, after, err := e.limiter.Take(ctx, bucket(p, in), p.Limit, p.Window, in.Now, false)
+		if err != nil {
+			return nil, 0, fmt.Errorf("rate limit %s: %w", p.ID, err)
+		}
+		if !ok {
+			limited = append(limited, p)
+			retry = max(retry, after)
+		}
+	}
+	if len(limited) > 0 || !consume {
+		return limited, retry, nil
+	}
+	for _, p := range ps {
+		ok, after, err := e.limiter.Take(ctx, bucket(p, in), p.Limit, p.Window, in.Now, true)
+		if err != nil {
+			return nil, 0, fmt.Errorf("rate limit %s: %w", p.ID, err)
+		}
+		if !ok {
+			// Another call took the last use in between.
+			limited = append(limited, p)
+			retry = max(retry, after)
+		}
+	}
+	return limited, retry, nil
+}
+
+// bucket names the counter of a rate limit for a caller.
+func bucket(p Policy, in Input) string {
+	if p.Scope == ScopeWorkspace {
+		return "policy:" + p.ID + ":workspace:" + in.Principal.WorkspaceID
+	}
+	return "policy:" + p.ID + ":key:" + in.Principal.KeyID
+}
+
+// applies reports whether p covers the call, before its condition.
+func (p *Policy) applies(in Input) bool {
+	match := func(list []string, v, all string) bool {
+		return len(list) == 0 || slices.Contains(list, v) || slices.Contains(list, all)
+	}
+	return match(p.Resources, in.Resource, "*") &&
+		match(p.Operations, in.Operation, "any") &&
+		match(p.Sources, in.Source, "") &&
+		match(p.Roles, in.Principal.Role, "") &&
+		(len(p.Keys) == 0 || slices.Contains(p.Keys, in.Principal.KeyPrefix))
+}
+
+// activation is the variables a condition sees.
+func activation(in Input) map[string]any {
+	groups := make([]any, len(in.Principal.Groups))
+	for i, g := range in.Principal.Groups {
+		groups[i] = g
+	}
+	args, facts := in.Args, in.Facts
+	if args == nil {
+		args = map[string]any{}
+	}
+	if facts == nil {
+		facts = map[string]any{}
+	}
+	return map[string]any{
+		"principal": map[string]any{
+			"id":         in.Principal.MemberID,
+			"name":       in.Principal.MemberName,
+			"kind":       in.Principal.Kind,
+			"role":       in.Principal.Role,
+			"groups":     groups,
+			"key_prefix": in.Principal.KeyPrefix,
+			"workspace":  in.Principal.WorkspaceID,
+		},
+		"source":    in.Source,
+		"tool":      in.Tool,
+		"resource":  in.Resource,
+		"operation": in.Operation,
+		"args":      args,
+		"facts":     facts,
+	}
+}
+
+func deny(d Decision, rules []string, reason, suggestion string) Decision {
+	d.Effect, d.Rules, d.Reason, d.Suggestions = EffectDeny, rules, reason, []string{suggestion}
+	return d
+}
+
+func withPolicies(d Decision, effect string, ps []Policy) Decision {
+	d.Effect = effect
+	var reasons []string
+	for _, p := range ps {
+		d.Rules = append(d.Rules, p.ID)
+		reasons = append(reasons, p.ID+": "+p.Message)
+		if p.Suggestion != "" && !slices.Contains(d.Suggestions, p.Suggestion) {
+			d.Suggestions = append(d.Suggestions, p.Suggestion)
+		}
+	}
+	d.Reason = strings.Join(reasons, "; ")
+	return d
+}
+
+func ids(ps []Policy) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID
+	}
+	return out
+}

@@ -300,6 +300,15 @@ type Store interface {
 	CreateDestination(ctx context.Context, d Destination) (Destination, error)
 	CreateSync(ctx context.Context, s Sync) (Sync, error)
 
+	// Take counts one use of a rate-limit bucket in the sliding window ending
+	// at now if fewer than limit uses are in it (and consume is true), else
+	// says how long until the next use is allowed.
+	Take(ctx context.Context, bucket string, limit int, window time.Duration, now time.Time, consume bool) (bool, time.Duration, error)
+	// WritesFrozen reports the workspace's ai_writes_frozen kill switch.
+	WritesFrozen(ctx context.Context, workspaceID string) (bool, error)
+	// SetWritesFrozen turns the kill switch on or off.
+	SetWritesFrozen(ctx context.Context, workspaceID string, frozen bool) error
+
 	// AppendAudit durably records one event before returning.
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	// Audit returns events, newest first.

@@ -1,0 +1,109 @@
+package sqlite_test
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/sqlite"
+)
+
+func TestRateLimitSlidingWindow(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		ok, _, err := b.db.Take(b.ctx, "k", 3, time.Hour, now.Add(time.Duration(i)*time.Minute), true)
+		if err != nil || !ok {
+			t.Fatalf("use %d: %v %v", i+1, ok, err)
+		}
+	}
+	ok, retry, err := b.db.Take(b.ctx, "k", 3, time.Hour, now.Add(10*time.Minute), true)
+	if err != nil || ok || retry != 50*time.Minute {
+		t.Fatalf("4th use: ok %v retry %v err %v, want refused with 50m to wait", ok, retry, err)
+	}
+	// Peeking never counts, and another bucket is independent.
+	for range 5 {
+		if ok, _, _ := b.db.Take(b.ctx, "other", 3, time.Hour, now, false); !ok {
+			t.Fatal("peek refused")
+		}
+	}
+	if ok, _, _ := b.db.Take(b.ctx, "other", 3, time.Hour, now, true); !ok {
+		t.Fatal("peeks were counted")
+	}
+	// Uses leave the window as time passes.
+	if ok, _, _ := b.db.Take(b.ctx, "k", 3, time.Hour, now.Add(61*time.Minute), true); !ok {
+		t.Fatal("the window did not slide")
+	}
+	// Counts survive a restart.
+	if err := b.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(b.ctx, b.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// In the window ending at 62m: the use at 61m, counted before the
+	// restart, plus two more fill it.
+	for i := range 2 {
+		if ok, _, _ := db.Take(b.ctx, "k", 3, time.Hour, now.Add(62*time.Minute), true); !ok {
+			t.Fatalf("use %d after restart refused", i+1)
+		}
+	}
+	if ok, _, _ := db.Take(b.ctx, "k", 3, time.Hour, now.Add(62*time.Minute), true); ok {
+		t.Fatal("counts were lost across a restart")
+	}
+	if _, _, err := db.Take(b.ctx, "k", 0, time.Hour, now, true); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("zero limit: %v", err)
+	}
+}
+
+func TestRateLimitConcurrentTakesNeverExceedLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Now()
+	var granted atomic.Int32
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() {
+			ok, _, err := b.db.Take(b.ctx, "shared", 10, time.Hour, now, true)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				granted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if granted.Load() != 10 {
+		t.Errorf("%d uses granted, want exactly 10", granted.Load())
+	}
+}
+
+func TestKillSwitch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if frozen, err := b.db.WritesFrozen(b.ctx, b.ws.ID); err != nil || frozen {
+		t.Fatalf("new workspace frozen=%v err=%v", frozen, err)
+	}
+	if err := b.db.SetWritesFrozen(b.ctx, b.ws.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if frozen, _ := b.db.WritesFrozen(b.ctx, b.ws.ID); !frozen {
+		t.Fatal("kill switch did not stick")
+	}
+	if frozen, _ := b.db.WritesFrozen(b.ctx, b.other.ID); frozen {
+		t.Fatal("kill switch leaked into another workspace")
+	}
+	if err := b.db.SetWritesFrozen(b.ctx, "ws_nope", true); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown workspace: %v", err)
+	}
+	if _, err := b.db.WritesFrozen(b.ctx, "ws_nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown workspace: %v", err)
+	}
+}

@@ -386,3 +386,31 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func TestWorkspaceKillSwitch(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out, _, err := run(t, dir, "workspace", "status")
+	if err != nil || !strings.Contains(out, "AI writes allowed") {
+		t.Fatalf("status: %q %v", out, err)
+	}
+	if _, _, err := run(t, dir, "workspace", "freeze"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, _ := run(t, dir, "workspace", "status"); !strings.Contains(out, "frozen") {
+		t.Fatalf("after freeze: %q", out)
+	}
+	if _, _, err := run(t, dir, "workspace", "unfreeze"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, _ := run(t, dir, "workspace", "status"); !strings.Contains(out, "allowed") {
+		t.Fatalf("after unfreeze: %q", out)
+	}
+	out, _, err = run(t, dir, "audit", "tail", "--json")
+	if err != nil || strings.Count(out, `"ai_writes_frozen set to`) != 2 || !strings.Contains(out, `"source":"CLI"`) {
+		t.Errorf("the kill switch changes are not audited:\n%s", out)
+	}
+	if _, _, err := run(t, dir, "workspace", "melt"); err == nil {
+		t.Error("unknown workspace command succeeded")
+	}
+}

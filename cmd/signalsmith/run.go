@@ -26,6 +26,7 @@ Commands:
   keys create --name N --role R [--kind user|agent] [--owner NAME] [--expires 720h] [--json]
   keys list [--json] | keys revoke ID | keys rotate ID [--json]
   audit tail [-n 20] [--json]                          show the latest audit events
+  workspace freeze|unfreeze|status                     the kill switch for AI writes
 
 --data-dir defaults to $SIGNALSMITH_DATA_DIR, else ./signalsmith-data.
 `
@@ -55,6 +56,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.keys(ctx, rest[1:])
 	case "audit":
 		return m.audit(ctx, rest[1:])
+	case "workspace":
+		return m.workspace(ctx, rest[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil

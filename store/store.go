@@ -309,6 +309,17 @@ type Store interface {
 	// SetWritesFrozen turns the kill switch on or off.
 	SetWritesFrozen(ctx context.Context, workspaceID string, frozen bool) error
 
+	// CreateApproval stores a new pending approval, assigning its id.
+	CreateApproval(ctx context.Context, a Approval) (Approval, error)
+	// GetApproval returns one approval of the workspace.
+	GetApproval(ctx context.Context, workspaceID, id string) (Approval, error)
+	// ListApprovals returns approvals, newest first.
+	ListApprovals(ctx context.Context, f ApprovalFilter) ([]Approval, error)
+	// TransitionApproval moves an approval from c.From to c.To atomically:
+	// ErrConflict when it is no longer in c.From (someone else moved it),
+	// ErrInvalid for a transition the state machine does not have.
+	TransitionApproval(ctx context.Context, workspaceID, id string, c ApprovalChange) (Approval, error)
+
 	// AppendAudit durably records one event before returning.
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	// Audit returns events, newest first.

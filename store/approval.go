@@ -1,0 +1,86 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Approval states (DESIGN.md section 7): pending -> approved -> executing ->
+// succeeded | failed; pending -> rejected | expired | cancelled.
+const (
+	ApprovalPending   = "pending"
+	ApprovalApproved  = "approved"
+	ApprovalExecuting = "executing"
+	ApprovalSucceeded = "succeeded"
+	ApprovalFailed    = "failed"
+	ApprovalRejected  = "rejected"
+	ApprovalExpired   = "expired"
+	ApprovalCancelled = "cancelled"
+)
+
+// Approval is a queued action waiting for, or past, a human's decision. It
+// pins what will run: the tool, its canonical JSON arguments and their
+// SHA-256, the requester, and the policy version, reasons and facts at
+// request time.
+type Approval struct {
+	ID          string `json:"id"`
+	WorkspaceID string `json:"workspace_id"`
+	State       string `json:"state"`
+	Tool        string `json:"tool"`
+	// Args are the canonical JSON arguments; ArgsHash is their SHA-256 in hex.
+	Args     json.RawMessage `json:"args"`
+	ArgsHash string          `json:"args_hash"`
+	// RequesterID is the member whose key asked; RequesterOwnerID the human
+	// behind it when the requester is an agent.
+	RequesterID      string         `json:"requester_id"`
+	RequesterName    string         `json:"requester_name"`
+	RequesterKind    string         `json:"requester_kind"`
+	RequesterOwnerID string         `json:"requester_owner_id,omitempty"`
+	KeyPrefix        string         `json:"key_prefix"`
+	Source           string         `json:"source"`
+	PolicyVersion    string         `json:"policy_version"`
+	Rules            []string       `json:"rules"`
+	Reason           string         `json:"reason"`
+	Facts            map[string]any `json:"facts,omitempty"`
+	CreatedAt        time.Time      `json:"created_at"`
+	ExpiresAt        time.Time      `json:"expires_at"`
+	DeciderID        string         `json:"decider_id,omitempty"`
+	DeciderName      string         `json:"decider_name,omitempty"`
+	DecidedAt        *time.Time     `json:"decided_at,omitempty"`
+	Comment          string         `json:"comment,omitempty"`
+	// Outcome is the stored result (or failure reason) of the execution.
+	Outcome   string     `json:"outcome,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	DoneAt    *time.Time `json:"done_at,omitempty"`
+}
+
+// Terminal reports whether no transition leaves the state.
+func (a Approval) Terminal() bool {
+	switch a.State {
+	case ApprovalSucceeded, ApprovalFailed, ApprovalRejected, ApprovalExpired, ApprovalCancelled:
+		return true
+	}
+	return false
+}
+
+// ApprovalChange is one compare-and-set transition: it applies only while
+// the approval is in state From.
+type ApprovalChange struct {
+	From, To    string
+	At          time.Time
+	DeciderID   string
+	DeciderName string
+	Comment     string
+	Outcome     string
+}
+
+// ApprovalFilter selects approvals, newest first.
+type ApprovalFilter struct {
+	WorkspaceID string
+	State       string
+	RequesterID string
+	Tool        string
+	// CreatedBefore keeps approvals older than this, when set.
+	CreatedBefore time.Time
+	Limit         int
+}

@@ -24,6 +24,7 @@ type Gate struct {
 	rbac  *guardrails.RBAC
 	store store.Store
 	tools map[string]tools.Tool
+	guard *guard
 	log   *slog.Logger
 	now   func() time.Time
 }
@@ -101,6 +102,27 @@ func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerF
 			}
 		}
 		call := &tools.Call{Principal: p, Tool: t.Spec.Name}
+		raw := rawArgs(req)
+		v, err := g.guard.decide(ctx, t, call, store.SourceAI, raw, false)
+		ev.Rules = v.Rules
+		if te, ok := tools.AsError(err); ok {
+			// The facts found a bad argument: the model should fix it.
+			ev.Decision, ev.Reason = store.DecisionFailed, guardrails.RedactString(te.Msg)
+			if err := g.audit(ctx, ev, start); err != nil {
+				return mcp.NewToolResultError(internalMessage(ev.RequestID)), nil
+			}
+			return mcp.NewToolResultError(te.Msg), nil
+		}
+		if err != nil {
+			g.log.Error("guardrails", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
+		}
+		switch v.Effect {
+		case guardrails.EffectAllow:
+		case guardrails.EffectRequireApproval:
+			return g.queue(ctx, ev, start, t, call, raw, v), nil
+		default:
+			return g.deny(ctx, ev, start, policyReason(v), deniedMessage(v)), nil
+		}
 		res, err := next(context.WithValue(ctx, callKey{}, call), req)
 		ev.ResourceID = call.ResourceID
 		ev.Result = call.Summary
@@ -130,11 +152,7 @@ func (g *Gate) Handler(t tools.Tool) mcpserver.ToolHandlerFunc {
 		if !ok {
 			return nil, errors.New("tool called outside the gate")
 		}
-		raw, err := json.Marshal(req.GetRawArguments())
-		if err != nil {
-			return mcp.NewToolResultError("invalid arguments: expected a JSON object"), nil
-		}
-		out, err := t.Handler(ctx, call, raw)
+		out, err := t.Handler(ctx, call, rawArgs(req))
 		if err != nil {
 			if te, ok := tools.AsError(err); ok {
 				return mcp.NewToolResultError(te.Msg), nil
@@ -153,6 +171,55 @@ func (g *Gate) Handler(t tools.Tool) mcpserver.ToolHandlerFunc {
 			StructuredContent: json.RawMessage(data),
 		}, nil
 	}
+}
+
+// rawArgs returns the call's arguments as JSON. Arguments that cannot be
+// encoded become null, which every tool refuses as not an object.
+func rawArgs(req mcp.CallToolRequest) json.RawMessage {
+	raw, err := json.Marshal(req.GetRawArguments())
+	if err != nil {
+		return json.RawMessage("null")
+	}
+	return raw
+}
+
+// queue records a call the guardrails sent to a human and tells the agent
+// where it stands. Nothing of the call runs now.
+func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time, t tools.Tool, call *tools.Call, raw json.RawMessage, v verdict) *mcp.CallToolResult {
+	a, err := g.guard.queue.Request(ctx, call.Principal, store.SourceAI, t.Spec.Name, raw, v.Decision, v.Facts)
+	if err != nil {
+		g.log.Error("queue approval", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
+		return g.deny(ctx, ev, start, "the approval request could not be recorded", internalMessage(ev.RequestID))
+	}
+	ev.Decision, ev.Reason, ev.ApprovalID = store.DecisionApprovalRequired, policyReason(v), a.ID
+	if err := g.audit(ctx, ev, start); err != nil {
+		return mcp.NewToolResultError(internalMessage(ev.RequestID))
+	}
+	q := queued{
+		ApprovalID: a.ID,
+		State:      a.State,
+		URL:        g.guard.approvalURL(a.ID),
+		ExpiresAt:  a.ExpiresAt.UTC().Format(time.RFC3339),
+		Rules:      v.Rules,
+		Reason:     v.Reason,
+		Message: fmt.Sprintf("This call needs a human's approval (%s) and has not run. Tell the user it waits at %s "+
+			"(approval %s, expires %s); poll get_approval for the outcome instead of calling it again.",
+			v.Reason, g.guard.approvalURL(a.ID), a.ID, a.ExpiresAt.UTC().Format(time.RFC3339)),
+	}
+	data, err := json.Marshal(q)
+	if err != nil {
+		return mcp.NewToolResultError(internalMessage(ev.RequestID))
+	}
+	return &mcp.CallToolResult{
+		Content:           []mcp.Content{mcp.NewTextContent(q.Message), mcp.NewTextContent(string(data))},
+		StructuredContent: json.RawMessage(data),
+	}
+}
+
+// policyReason is the audit reason of a guardrail decision: the reason and
+// the version of the policy set that made it.
+func policyReason(v verdict) string {
+	return v.Reason + " [policy set " + v.PolicyVersion + "]"
 }
 
 // FilterList is an mcp-go after-list-tools hook: it leaves in a tools/list

@@ -2,13 +2,16 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
+	"github.com/signalsmith/agent-server/approvals"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
 	"github.com/signalsmith/agent-server/tools"
@@ -35,6 +38,15 @@ type Config struct {
 	// AllowedOrigins are browser origins, besides loopback ones, that may
 	// call /mcp.
 	AllowedOrigins []string
+	// Policies decides AI calls after RBAC; the shipped defaults, counting
+	// rate limits in the store, when nil.
+	Policies *guardrails.Engine
+	// Approvals queues calls the policies send to a human; a queue with the
+	// default expiry over Store when nil.
+	Approvals *approvals.Queue
+	// BaseURL is where people reach this server, for approval links
+	// (default http://127.0.0.1:8080).
+	BaseURL string
 }
 
 // Server is the MCP server with its gate and HTTP surface.
@@ -63,9 +75,35 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
+	if cfg.Policies == nil {
+		set, err := guardrails.DefaultPolicies()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Policies = guardrails.NewEngine(set, cfg.Store)
+	}
+	if cfg.Approvals == nil {
+		cfg.Approvals = approvals.NewQueue(cfg.Store, cfg.RBAC, 0)
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = "http://127.0.0.1:8080"
+	}
 	auth := NewAuthenticator(cfg.Store, cfg.KeyCacheTTL)
-	all := tools.All(tools.Deps{Store: cfg.Store, Warehouse: cfg.Warehouse, Limits: cfg.Limits})
-	gate := NewGate(auth, cfg.RBAC, cfg.Store, all, log)
+	var gate *Gate
+	all := tools.All(tools.Deps{
+		Store: cfg.Store, Warehouse: cfg.Warehouse, Limits: cfg.Limits,
+		Check: func(ctx context.Context, call *tools.Call, tool string, args json.RawMessage) (tools.Check, error) {
+			return gate.Check(ctx, call, tool, args)
+		},
+	})
+	gate = NewGate(auth, cfg.RBAC, cfg.Store, all, log)
+	gate.guard = &guard{
+		engine:      cfg.Policies,
+		queue:       cfg.Approvals,
+		store:       cfg.Store,
+		approvalURL: func(id string) string { return base + "/approvals/" + id },
+	}
 
 	hooks := &mcpserver.Hooks{}
 	hooks.AddAfterListTools(gate.FilterList)

@@ -146,8 +146,8 @@ func TestRoleWithoutPermissionNeitherSeesNorCallsTool(t *testing.T) {
 		names = append(names, tool.Name)
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{"describe_table", "list_tables"}) {
-		t.Fatalf("tools/list = %v, want only the sources.read tools", names)
+	if !slices.Equal(names, []string{"check_action", "describe_table", "list_tables"}) {
+		t.Fatalf("tools/list = %v, want only the sources.read tools and check_action", names)
 	}
 
 	res := call(t, c, "preview_model", map[string]any{"model": "customers"})
@@ -165,8 +165,8 @@ func TestRoleWithoutPermissionNeitherSeesNorCallsTool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Tools) != 11 {
-		t.Errorf("member sees %d tools, want the 11 read-only tools", len(list.Tools))
+	if len(list.Tools) != 12 {
+		t.Errorf("member sees %d tools, want the 11 read-only tools and check_action", len(list.Tools))
 	}
 }
 

@@ -57,7 +57,9 @@ type env struct {
 	raw *sql.DB
 }
 
-func setup(t testing.TB) *env {
+// setup starts a server over a fresh data directory; opts adjust its
+// configuration before it is built.
+func setup(t testing.TB, opts ...func(*server.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	tmpl, err := templateWarehouse()
@@ -93,11 +95,15 @@ func setup(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv, err := server.New(server.Config{
+	cfg := server.Config{
 		Store: db, Warehouse: wh, RBAC: rbac, Version: "test",
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Limits: store.QueryLimits{Timeout: 10 * time.Second, MaxRows: 1000},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,32 @@ type Tool struct {
 	// Write is true for tools that change state.
 	Write   bool
 	Handler HandlerFunc
+	// Facts, when set, computes what the guardrails need to decide the call
+	// (estimated audience size, destination environment, ...) before it
+	// runs. It must not change anything: check_action calls it too.
+	Facts FactsFunc
+}
+
+// FactsFunc computes the guardrail facts of a call from its arguments, with
+// the caller's access filters. A *Error is a bad argument the model should
+// fix; any other error denies the call.
+type FactsFunc func(ctx context.Context, call *Call, args json.RawMessage) (map[string]any, error)
+
+// Operation is the guardrail operation of the tool: the action of its
+// permission (read, create, update, delete, trigger), "read" for tools any
+// caller may use.
+func (t Tool) Operation() string {
+	_, action, _ := strings.Cut(t.Permission, ".")
+	switch action {
+	case "create", "update", "delete", "trigger":
+		return action
+	case "test":
+		return "trigger"
+	case "manage", "decide":
+		return "update"
+	default:
+		return "read"
+	}
 }
 
 // HandlerFunc runs a tool for an authorized call. A failure the model should
@@ -79,6 +105,24 @@ type Deps struct {
 	Warehouse store.Warehouse
 	// Limits bound every warehouse query a tool runs.
 	Limits store.QueryLimits
+	// Check answers what would happen to a call without running it; the
+	// server provides it (it is the gate's decision path) for check_action.
+	Check CheckFunc
+}
+
+// CheckFunc decides a call the way the gate would, without side effects.
+type CheckFunc func(ctx context.Context, call *Call, tool string, args json.RawMessage) (Check, error)
+
+// Check is check_action's answer.
+type Check struct {
+	Tool          string         `json:"tool"`
+	Permission    string         `json:"permission,omitempty"`
+	Effect        string         `json:"effect"`
+	Rules         []string       `json:"rules,omitempty"`
+	Reason        string         `json:"reason,omitempty"`
+	Suggestions   []string       `json:"suggestions,omitempty"`
+	Facts         map[string]any `json:"facts,omitempty"`
+	PolicyVersion string         `json:"policy_version,omitempty"`
 }
 
 // All returns every tool, sorted by name.
@@ -89,6 +133,7 @@ func All(d Deps) []Tool {
 	all = append(all, audienceTools(d)...)
 	all = append(all, destinationTools(d)...)
 	all = append(all, syncTools(d)...)
+	all = append(all, governanceTools(d)...)
 	sort.Slice(all, func(i, j int) bool { return all[i].Spec.Name < all[j].Spec.Name })
 	return all
 }

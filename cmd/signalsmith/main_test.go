@@ -414,3 +414,23 @@ func TestWorkspaceKillSwitch(t *testing.T) {
 		t.Error("unknown workspace command succeeded")
 	}
 }
+
+func TestServeRefusesBadPolicyFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.yaml")
+	bad := "policies:\n  - id: a\n    type: deny\n    resources: [model]\n    operations: [any]\n    message: m\n    condition: facts.x >>> 1\n"
+	if err := os.WriteFile(policy, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, dir, "serve", "--demo", "--scale", "50", "--policy", policy)
+	if err == nil || !strings.Contains(err.Error(), policy+":7: policy a: condition:") {
+		t.Fatalf("bad policy file: %v", err)
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, "signalsmith.db")); !os.IsNotExist(statErr) {
+		t.Error("startup wrote the data directory before refusing the policy file")
+	}
+	if _, _, err := run(t, dir, "serve", "--policy", filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "--policy") {
+		t.Errorf("missing policy file: %v", err)
+	}
+}

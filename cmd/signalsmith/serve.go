@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/signalsmith/agent-server/approvals"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/server"
 	"github.com/signalsmith/agent-server/store"
@@ -32,6 +33,8 @@ type serveConfig struct {
 	tlsKey   string
 	timeout  time.Duration
 	maxRows  int
+	policy   string
+	baseURL  string
 }
 
 func (m *Main) serve(ctx context.Context, args []string) error {
@@ -46,6 +49,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
 	fs.DurationVar(&c.timeout, "query-timeout", 30*time.Second, "timeout of every warehouse query")
 	fs.IntVar(&c.maxRows, "max-rows", 10000, "row cap of every warehouse query")
+	fs.StringVar(&c.policy, "policy", "", "YAML policy file replacing the default AI policies")
+	fs.StringVar(&c.baseURL, "public-url", "", "URL people use to reach this server, for approval links (default http://ADDR)")
 	if pos, err := parseFlags(fs, args); err != nil || len(pos) > 0 {
 		return errUsage
 	}
@@ -63,6 +68,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 	} else if m.Getenv("SIGNALSMITH_API_KEY") == "" {
 		return errors.New("serve --stdio needs SIGNALSMITH_API_KEY")
+	}
+	// A bad policy file stops startup before anything else happens.
+	policies, err := loadPolicies(c.policy)
+	if err != nil {
+		return err
 	}
 	log := m.logger()
 
@@ -84,9 +94,28 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	queue := approvals.NewQueue(db, rbac, 0)
+	// An approval a crash left executing may have run: resolve it as
+	// failed before serving, never run it again.
+	if n, err := queue.Recover(ctx, ws.ID); err != nil {
+		return fmt.Errorf("recover approvals: %w", err)
+	} else if n > 0 {
+		log.Warn("approvals interrupted by a stop were marked failed", "count", n)
+	}
+	base := c.baseURL
+	if base == "" {
+		scheme := "http"
+		if c.tlsCert != "" {
+			scheme = "https"
+		}
+		base = scheme + "://" + c.addr
+	}
 	srv, err := server.New(server.Config{
 		Store: db, Warehouse: wh, RBAC: rbac, Version: version, Logger: log,
-		Limits: store.QueryLimits{Timeout: c.timeout, MaxRows: c.maxRows},
+		Limits:    store.QueryLimits{Timeout: c.timeout, MaxRows: c.maxRows},
+		Policies:  guardrails.NewEngine(policies, db),
+		Approvals: queue,
+		BaseURL:   base,
 	})
 	if err != nil {
 		return err
@@ -149,6 +178,19 @@ func (m *Main) serveHTTP(ctx context.Context, srv *server.Server, c serveConfig)
 		return err
 	}
 	return nil
+}
+
+// loadPolicies reads the policy file, or the shipped defaults when path is
+// empty. Errors name the file, the line and the reason.
+func loadPolicies(path string) (*guardrails.PolicySet, error) {
+	if path == "" {
+		return guardrails.DefaultPolicies()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--policy: %w", err)
+	}
+	return guardrails.ParsePolicies(path, data)
 }
 
 // checkListenAddr refuses plain HTTP on a non-loopback address unless

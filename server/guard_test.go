@@ -156,3 +156,60 @@ func TestCheckActionHasNoSideEffects(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentFollowsItsApprovalRequests(t *testing.T) {
+	t.Parallel()
+	e := setup(t, withPolicies(t, testPolicies))
+	key, _ := e.key(t, "agent-1", "member", store.KindAgent, nil)
+	c := e.client(t, key)
+	var q struct {
+		ApprovalID string `json:"approval_id"`
+	}
+	structured(t, call(t, c, "preview_model", map[string]any{"model": "customers", "limit": 60}), &q)
+
+	var list struct {
+		Approvals []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+			Next  string `json:"next"`
+		} `json:"approvals"`
+	}
+	structured(t, call(t, c, "list_approvals", map[string]any{"state": "pending"}), &list)
+	if len(list.Approvals) != 1 || list.Approvals[0].ID != q.ApprovalID || !strings.Contains(list.Approvals[0].Next, "do not call the tool again") {
+		t.Fatalf("list_approvals = %+v", list)
+	}
+	var got struct {
+		State string `json:"state"`
+		URL   string `json:"url"`
+	}
+	structured(t, call(t, c, "get_approval", map[string]any{"approval": q.ApprovalID}), &got)
+	if got.State != store.ApprovalPending || !strings.HasSuffix(got.URL, "/approvals/"+q.ApprovalID) {
+		t.Fatalf("get_approval = %+v", got)
+	}
+
+	// Another agent of the same workspace sees none of it.
+	otherKey, _ := e.key(t, "agent-2", "member", store.KindAgent, nil)
+	oc := e.client(t, otherKey)
+	if res := call(t, oc, "get_approval", map[string]any{"approval": q.ApprovalID}); !res.IsError || !strings.Contains(text(res), "not found") {
+		t.Errorf("another agent read the request: %s", text(res))
+	}
+	if res := call(t, oc, "cancel_approval", map[string]any{"approval": q.ApprovalID}); !res.IsError {
+		t.Errorf("another agent cancelled the request: %s", text(res))
+	}
+
+	if res := call(t, c, "cancel_approval", map[string]any{"approval": q.ApprovalID}); res.IsError {
+		t.Fatalf("cancel_approval: %s", text(res))
+	}
+	if res := call(t, c, "cancel_approval", map[string]any{"approval": q.ApprovalID}); !res.IsError || !strings.Contains(text(res), "no longer pending") {
+		t.Errorf("cancelling twice: %v %s", res.IsError, text(res))
+	}
+	a, err := e.db.GetApproval(context.Background(), e.ws.ID, q.ApprovalID)
+	if err != nil || a.State != store.ApprovalCancelled {
+		t.Fatalf("stored state after cancel: %+v %v", a, err)
+	}
+	for _, bad := range []map[string]any{{"state": "maybe"}, {"limit": 0.5}, {"limit": 1000}} {
+		if res := call(t, c, "list_approvals", bad); !res.IsError {
+			t.Errorf("list_approvals(%v) accepted", bad)
+		}
+	}
+}

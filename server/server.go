@@ -89,6 +89,7 @@ func New(cfg Config) (*Server, error) {
 	if base == "" {
 		base = "http://127.0.0.1:8080"
 	}
+	approvalURL := func(id string) string { return base + "/approvals/" + id }
 	auth := NewAuthenticator(cfg.Store, cfg.KeyCacheTTL)
 	var gate *Gate
 	all := tools.All(tools.Deps{
@@ -96,13 +97,15 @@ func New(cfg Config) (*Server, error) {
 		Check: func(ctx context.Context, call *tools.Call, tool string, args json.RawMessage) (tools.Check, error) {
 			return gate.Check(ctx, call, tool, args)
 		},
+		Approvals:   cfg.Approvals,
+		ApprovalURL: approvalURL,
 	})
 	gate = NewGate(auth, cfg.RBAC, cfg.Store, all, log)
 	gate.guard = &guard{
 		engine:      cfg.Policies,
 		queue:       cfg.Approvals,
 		store:       cfg.Store,
-		approvalURL: func(id string) string { return base + "/approvals/" + id },
+		approvalURL: approvalURL,
 	}
 
 	hooks := &mcpserver.Hooks{}

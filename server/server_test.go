@@ -165,8 +165,8 @@ func TestRoleWithoutPermissionNeitherSeesNorCallsTool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Tools) != 12 {
-		t.Errorf("member sees %d tools, want the 11 read-only tools and check_action", len(list.Tools))
+	if len(list.Tools) != 15 {
+		t.Errorf("member sees %d tools, want the 11 read-only tools, check_action and the 3 approval tools", len(list.Tools))
 	}
 }
 

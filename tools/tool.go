@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/signalsmith/agent-server/approvals"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
 )
@@ -108,6 +109,10 @@ type Deps struct {
 	// Check answers what would happen to a call without running it; the
 	// server provides it (it is the gate's decision path) for check_action.
 	Check CheckFunc
+	// Approvals is the approval queue, for cancel_approval.
+	Approvals *approvals.Queue
+	// ApprovalURL is the web page of an approval.
+	ApprovalURL func(id string) string
 }
 
 // CheckFunc decides a call the way the gate would, without side effects.
@@ -134,8 +139,21 @@ func All(d Deps) []Tool {
 	all = append(all, destinationTools(d)...)
 	all = append(all, syncTools(d)...)
 	all = append(all, governanceTools(d)...)
+	all = append(all, approvalTools(d)...)
 	sort.Slice(all, func(i, j int) bool { return all[i].Spec.Name < all[j].Spec.Name })
 	return all
+}
+
+// annotations returns all four annotation hints of a tool that changes
+// the workspace's own state (never an open world).
+func annotations(title string, readOnly, destructive, idempotent bool) []mcp.ToolOption {
+	return []mcp.ToolOption{
+		mcp.WithTitleAnnotation(title),
+		mcp.WithReadOnlyHintAnnotation(readOnly),
+		mcp.WithDestructiveHintAnnotation(destructive),
+		mcp.WithIdempotentHintAnnotation(idempotent),
+		mcp.WithOpenWorldHintAnnotation(false),
+	}
 }
 
 // readOnly returns the annotation options of a tool that reads the
@@ -143,13 +161,7 @@ func All(d Deps) []Tool {
 // mcp.NewTool defaults to destructive and open-world, so every tool sets all
 // four hints explicitly.
 func readOnly(title string) []mcp.ToolOption {
-	return []mcp.ToolOption{
-		mcp.WithTitleAnnotation(title),
-		mcp.WithReadOnlyHintAnnotation(true),
-		mcp.WithDestructiveHintAnnotation(false),
-		mcp.WithIdempotentHintAnnotation(true),
-		mcp.WithOpenWorldHintAnnotation(false),
-	}
+	return annotations(title, true, false, true)
 }
 
 // decode binds raw JSON arguments to dst strictly: unknown fields, wrong

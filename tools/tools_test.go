@@ -24,6 +24,9 @@ var wantPermission = map[string]string{
 	"list_syncs":        "syncs.read",
 	"get_sync":          "syncs.read",
 	"check_action":      "", // any authenticated caller
+	"list_approvals":    "approvals.read",
+	"get_approval":      "approvals.read",
+	"cancel_approval":   "approvals.read", // own requests only
 }
 
 func TestToolSpecs(t *testing.T) {
@@ -53,11 +56,18 @@ func TestToolSpecs(t *testing.T) {
 			if a.ReadOnlyHint == nil || a.DestructiveHint == nil || a.IdempotentHint == nil || a.OpenWorldHint == nil {
 				t.Fatalf("annotations not all set: %+v", a)
 			}
-			// Every tool of this stage only reads: the annotations must say
-			// so, and must agree with the permission's action.
+			// The read-only hint must say whether the tool writes, and a
+			// tool whose permission only reads may not write, except
+			// cancel_approval (a requester withdrawing its own request).
+			if *a.ReadOnlyHint == tool.Write {
+				t.Errorf("readOnlyHint %v but Write %v", *a.ReadOnlyHint, tool.Write)
+			}
 			reads := tool.Permission == "" || strings.HasSuffix(tool.Permission, ".read")
-			if *a.ReadOnlyHint != reads || *a.DestructiveHint || tool.Write == reads {
-				t.Errorf("annotations %+v / write %v disagree with permission %s", a, tool.Write, tool.Permission)
+			if reads && tool.Write && spec.Name != "cancel_approval" {
+				t.Errorf("tool writes with the read permission %s", tool.Permission)
+			}
+			if *a.ReadOnlyHint && *a.DestructiveHint {
+				t.Error("a read-only tool cannot be destructive")
 			}
 			if tool.Resource == "" || tool.Handler == nil {
 				t.Error("tool lacks a resource type or a handler")

@@ -149,6 +149,9 @@ func (q *Queue) Decide(ctx context.Context, decider store.Principal, source, id 
 		return store.Approval{}, err
 	}
 	if err := q.CanDecide(ctx, decider, source, a); err != nil {
+		if errors.Is(err, ErrForbidden) {
+			q.audit(ctx, decider, source, a, store.DecisionDenied, "", err.Error())
+		}
 		return store.Approval{}, err
 	}
 	if a.State != store.ApprovalPending {
@@ -169,7 +172,24 @@ func (q *Queue) Decide(ctx context.Context, decider store.Principal, source, id 
 	if !approve {
 		change.Outcome = "rejected by " + decider.MemberName
 	}
-	return q.store.TransitionApproval(ctx, a.WorkspaceID, id, change)
+	a, err = q.store.TransitionApproval(ctx, a.WorkspaceID, id, change)
+	if err != nil {
+		return store.Approval{}, err
+	}
+	if err := q.audit(ctx, decider, source, a, store.DecisionAllowed, to, change.Comment); err != nil {
+		return a, fmt.Errorf("approval %s is %s, but its audit record failed: %w", id, to, err)
+	}
+	return a, nil
+}
+
+// audit records a decision (or a refused attempt at one) by a person.
+func (q *Queue) audit(ctx context.Context, decider store.Principal, source string, a store.Approval, decision, result, reason string) error {
+	return q.store.AppendAudit(context.WithoutCancel(ctx), store.AuditEvent{
+		WorkspaceID: a.WorkspaceID, ActorType: decider.Kind, ActorID: decider.MemberID, ActorName: decider.MemberName,
+		KeyPrefix: decider.KeyPrefix, Source: source, Action: "approvals.decide", Tool: a.Tool,
+		ResourceType: "approval", ResourceID: a.ID, ApprovalID: a.ID, Decision: decision, Result: result,
+		Reason: guardrails.RedactString(reason),
+	})
 }
 
 // Cancel withdraws a pending request; only its requester may.

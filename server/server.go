@@ -167,3 +167,6 @@ When a call is denied, the message says why and what to do instead; do not retry
 
 // Gate returns the server's gate, for benchmarks and in-process harnesses.
 func (s *Server) Gate() *Gate { return s.gate }
+
+// Approvals returns the approval queue the gate uses.
+func (s *Server) Approvals() *approvals.Queue { return s.gate.guard.queue }

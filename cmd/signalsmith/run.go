@@ -27,6 +27,8 @@ Commands:
   keys list [--json] | keys revoke ID | keys rotate ID [--json]
   audit tail [-n 20] [--json]                          show the latest audit events
   workspace freeze|unfreeze|status                     the kill switch for AI writes
+  approvals list [--state S] [--json] | show ID [--json]
+  approvals approve|reject ID [--comment C] [--policy FILE]   decide as SIGNALSMITH_API_KEY's person
 
 --data-dir defaults to $SIGNALSMITH_DATA_DIR, else ./signalsmith-data.
 `
@@ -58,6 +60,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.audit(ctx, rest[1:])
 	case "workspace":
 		return m.workspace(ctx, rest[1:])
+	case "approvals":
+		return m.approvalsCmd(ctx, rest[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil

@@ -74,8 +74,6 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := m.logger()
-
 	db, ws, err := m.openStore(ctx)
 	if err != nil {
 		return err
@@ -85,20 +83,35 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	srv, err := m.build(ctx, db, ws, policies, c)
+	if err != nil {
+		return err
+	}
+	go srv.ExpireApprovals(ctx, ws.ID)
+	if c.stdio {
+		return m.serveStdio(ctx, srv)
+	}
+	return m.serveHTTP(ctx, srv, c)
+}
+
+// build wires the server over an open store: warehouse, RBAC, policies,
+// approval queue (recovering approvals a crash left executing), gate.
+func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, policies *guardrails.PolicySet, c serveConfig) (*server.Server, error) {
+	log := m.logger()
 	wh, err := sqlite.OpenWarehouse(ctx, m.warehouseDir(), sqlite.WarehouseOptions{})
 	if err != nil {
-		return fmt.Errorf("open warehouse (run with --demo to create the demo warehouse): %w", err)
+		return nil, fmt.Errorf("open warehouse (run serve --demo to create the demo warehouse): %w", err)
 	}
 	m.closers = append(m.closers, wh)
 	rbac, err := guardrails.NewRBAC(ctx, db, ws.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	queue := approvals.NewQueue(db, rbac, 0)
 	// An approval a crash left executing may have run: resolve it as
-	// failed before serving, never run it again.
+	// failed before anything runs, never run it again.
 	if n, err := queue.Recover(ctx, ws.ID); err != nil {
-		return fmt.Errorf("recover approvals: %w", err)
+		return nil, fmt.Errorf("recover approvals: %w", err)
 	} else if n > 0 {
 		log.Warn("approvals interrupted by a stop were marked failed", "count", n)
 	}
@@ -110,20 +123,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 		base = scheme + "://" + c.addr
 	}
-	srv, err := server.New(server.Config{
+	return server.New(server.Config{
 		Store: db, Warehouse: wh, RBAC: rbac, Version: version, Logger: log,
 		Limits:    store.QueryLimits{Timeout: c.timeout, MaxRows: c.maxRows},
 		Policies:  guardrails.NewEngine(policies, db),
 		Approvals: queue,
 		BaseURL:   base,
 	})
-	if err != nil {
-		return err
-	}
-	if c.stdio {
-		return m.serveStdio(ctx, srv)
-	}
-	return m.serveHTTP(ctx, srv, c)
 }
 
 // serveStdio checks the key from the environment once at startup (so a

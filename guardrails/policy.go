@@ -74,6 +74,9 @@ type PolicySet struct {
 	Policies []Policy
 }
 
+// DefaultPolicySource returns the YAML of the shipped defaults.
+func DefaultPolicySource() []byte { return slices.Clone(defaultPolicies) }
+
 // DefaultPolicies returns the shipped defaults of DESIGN.md section 6.
 func DefaultPolicies() (*PolicySet, error) {
 	return ParsePolicies("defaults.yaml", defaultPolicies)

@@ -170,3 +170,7 @@ func (s *Server) Gate() *Gate { return s.gate }
 
 // Approvals returns the approval queue the gate uses.
 func (s *Server) Approvals() *approvals.Queue { return s.gate.guard.queue }
+
+// Policies returns the guardrail engine, whose policy set can be swapped
+// while the server runs.
+func (s *Server) Policies() *guardrails.Engine { return s.gate.guard.engine }

@@ -28,7 +28,7 @@ func (m *Main) approvalsCmd(ctx context.Context, args []string) error {
 	state := fs.String("state", "", "list: only approvals in this state")
 	comment := fs.String("comment", "", "approve/reject: a comment for the requester")
 	c := serveConfig{addr: "127.0.0.1:8080", timeout: 30 * time.Second, maxRows: 10000}
-	fs.StringVar(&c.policy, "policy", "", "approve: the policy file the server runs with (default: the shipped defaults)")
+	fs.StringVar(&c.policy, "policy", "", "approve: the policy file the server runs with (default: the applied policies, see signalsmith policies)")
 	fs.StringVar(&c.baseURL, "public-url", "", "the server's public URL, for links")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
@@ -88,7 +88,7 @@ func (m *Main) decide(ctx context.Context, db *sqlite.DB, ws store.Workspace, id
 	if key == "" {
 		return errors.New("deciding needs your own user key in SIGNALSMITH_API_KEY")
 	}
-	policies, err := loadPolicies(c.policy)
+	policies, err := policiesFor(ctx, db, ws, c.policy)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ Commands:
   workspace freeze|unfreeze|status                     the kill switch for AI writes
   approvals list [--state S] [--json] | show ID [--json]
   approvals approve|reject ID [--comment C] [--policy FILE]   decide as SIGNALSMITH_API_KEY's person
+  policies show | apply FILE | reset                   the AI policies servers use (without --policy)
 
 --data-dir defaults to $SIGNALSMITH_DATA_DIR, else ./signalsmith-data.
 `
@@ -62,6 +63,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.workspace(ctx, rest[1:])
 	case "approvals":
 		return m.approvalsCmd(ctx, rest[1:])
+	case "policies":
+		return m.policiesCmd(ctx, rest[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil

@@ -70,9 +70,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return errors.New("serve --stdio needs SIGNALSMITH_API_KEY")
 	}
 	// A bad policy file stops startup before anything else happens.
-	policies, err := loadPolicies(c.policy)
-	if err != nil {
-		return err
+	if c.policy != "" {
+		if _, err := loadPolicies(c.policy); err != nil {
+			return err
+		}
 	}
 	db, ws, err := m.openStore(ctx)
 	if err != nil {
@@ -83,11 +84,18 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	policies, err := policiesFor(ctx, db, ws, c.policy)
+	if err != nil {
+		return err
+	}
 	srv, err := m.build(ctx, db, ws, policies, c)
 	if err != nil {
 		return err
 	}
 	go srv.ExpireApprovals(ctx, ws.ID)
+	if c.policy == "" {
+		go watchPolicies(ctx, db, ws, srv.Policies(), m.logger(), policyPoll)
+	}
 	if c.stdio {
 		return m.serveStdio(ctx, srv)
 	}

@@ -107,3 +107,41 @@ func TestKillSwitch(t *testing.T) {
 		t.Errorf("unknown workspace: %v", err)
 	}
 }
+
+func TestPolicySets(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if _, err := b.db.ActivePolicySet(b.ctx, b.ws.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("new workspace has a stored policy set: %v", err)
+	}
+	for _, v := range []string{"v1", "v2"} {
+		if err := b.db.ApplyPolicySet(b.ctx, b.ws.ID, store.PolicySet{Version: v, Source: "policies: [] # " + v, AppliedBy: "ops"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, err := b.db.ActivePolicySet(b.ctx, b.ws.ID)
+	if err != nil || ps.Version != "v2" || ps.AppliedBy != "ops" || ps.AppliedAt.IsZero() {
+		t.Fatalf("active = %+v %v", ps, err)
+	}
+	if _, err := b.db.ActivePolicySet(b.ctx, b.other.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the policy set leaked into another workspace: %v", err)
+	}
+	var n int
+	if err := b.raw.QueryRow(`SELECT count(*) FROM policy_sets WHERE workspace_id = ?`, b.ws.ID).Scan(&n); err != nil || n != 2 {
+		t.Errorf("history: %d sets (%v), want both kept", n, err)
+	}
+	if err := b.db.ApplyPolicySet(b.ctx, b.ws.ID, store.PolicySet{AppliedBy: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.ActivePolicySet(b.ctx, b.ws.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after reset: %v", err)
+	}
+	for _, bad := range []store.PolicySet{{Source: "x", AppliedBy: "ops"}, {Version: "v", Source: "x"}} {
+		if err := b.db.ApplyPolicySet(b.ctx, b.ws.ID, bad); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("ApplyPolicySet(%+v) = %v", bad, err)
+		}
+	}
+	if err := b.db.ApplyPolicySet(b.ctx, "ws_nope", store.PolicySet{Version: "v", Source: "x", AppliedBy: "ops"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown workspace: %v", err)
+	}
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/sqlite"
+)
+
+// policiesCmd runs "signalsmith policies show|apply FILE|reset". The CLI
+// works with the operator's access to the data directory (like keys): it
+// is how governance.manage holders change the AI policies, which agents can
+// never do. A running server picks the change up within seconds.
+func (m *Main) policiesCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 || (args[0] == "apply") != (len(args) == 2) || len(args) > 2 {
+		fmt.Fprint(m.Stderr, usage)
+		return errUsage
+	}
+	db, ws, err := m.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "show":
+		set, source, err := activePolicies(ctx, db, ws)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "# policy set %s (%s)\n", set.Version, source)
+		if ps, err := db.ActivePolicySet(ctx, ws.ID); err == nil {
+			fmt.Fprint(m.Stdout, ps.Source)
+		} else {
+			fmt.Fprint(m.Stdout, string(guardrails.DefaultPolicySource()))
+		}
+		return nil
+	case "apply":
+		data, err := os.ReadFile(args[1])
+		if err != nil {
+			return err
+		}
+		set, err := guardrails.ParsePolicies(args[1], data)
+		if err != nil {
+			return err
+		}
+		if err := db.ApplyPolicySet(ctx, ws.ID, store.PolicySet{Version: set.Version, Source: string(data), AppliedBy: "operator"}); err != nil {
+			return err
+		}
+		m.auditPolicyChange(ctx, db, ws, "applied policy set "+set.Version+" from "+args[1])
+		fmt.Fprintf(m.Stdout, "Applied policy set %s (%d policies). Running servers use it within seconds.\n", set.Version, len(set.Policies))
+		return nil
+	case "reset":
+		if err := db.ApplyPolicySet(ctx, ws.ID, store.PolicySet{AppliedBy: "operator"}); err != nil {
+			return err
+		}
+		m.auditPolicyChange(ctx, db, ws, "reset to the shipped default policies")
+		fmt.Fprintln(m.Stdout, "The shipped default policies apply again.")
+		return nil
+	default:
+		fmt.Fprint(m.Stderr, usage)
+		return errUsage
+	}
+}
+
+// auditPolicyChange records a policy change made from the command line.
+func (m *Main) auditPolicyChange(ctx context.Context, db *sqlite.DB, ws store.Workspace, what string) {
+	err := db.AppendAudit(ctx, store.AuditEvent{
+		WorkspaceID: ws.ID, ActorType: "operator", Source: store.SourceCLI, Action: "governance.manage",
+		ResourceType: "policy", ResourceID: ws.ID, Decision: store.DecisionExecuted, Result: what,
+	})
+	if err != nil {
+		fmt.Fprintln(m.Stderr, "warning: the change was made but its audit record failed:", err)
+	}
+}
+
+// policiesFor returns the policy set a server uses: the --policy file when
+// given, else the stored set or the shipped defaults.
+func policiesFor(ctx context.Context, db *sqlite.DB, ws store.Workspace, path string) (*guardrails.PolicySet, error) {
+	if path != "" {
+		return loadPolicies(path)
+	}
+	set, _, err := activePolicies(ctx, db, ws)
+	return set, err
+}
+
+// activePolicies returns the workspace's policy set: the stored one when a
+// person applied one, else the shipped defaults; and which it is.
+func activePolicies(ctx context.Context, db *sqlite.DB, ws store.Workspace) (*guardrails.PolicySet, string, error) {
+	ps, err := db.ActivePolicySet(ctx, ws.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		set, err := guardrails.DefaultPolicies()
+		return set, "shipped defaults", err
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	set, err := guardrails.ParsePolicies("stored policy set "+ps.Version, []byte(ps.Source))
+	return set, "applied by " + ps.AppliedBy + " at " + ps.AppliedAt.UTC().Format(time.DateTime), err
+}
+
+// policyPoll is how often a server looks for a changed stored policy set.
+const policyPoll = 3 * time.Second
+
+// watchPolicies makes the engine follow the stored policy set: every
+// interval it compares versions and swaps in a changed set. A set that no
+// longer parses (a newer binary's syntax, say) leaves the current one in
+// force and is logged.
+func watchPolicies(ctx context.Context, db *sqlite.DB, ws store.Workspace, engine *guardrails.Engine, log *slog.Logger, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		set, source, err := activePolicies(ctx, db, ws)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("reload policies", "err", err)
+			}
+			continue
+		}
+		if set.Version != engine.Policies().Version {
+			engine.SetPolicies(set)
+			log.Info("policies changed", "version", set.Version, "source", source)
+		}
+	}
+}

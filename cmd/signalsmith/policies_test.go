@@ -93,7 +93,9 @@ func TestRunningServerFollowsAppliedPolicies(t *testing.T) {
 	if _, _, err := run(t, dir, "policies", "apply", good); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return engine.Policies().Version != defaults.Version && engine.Policies().Policies[0].ID == "no-ai-writes" })
+	waitFor(t, func() bool {
+		return engine.Policies().Version != defaults.Version && engine.Policies().Policies[0].ID == "no-ai-writes"
+	})
 	if _, _, err := run(t, dir, "policies", "reset"); err != nil {
 		t.Fatal(err)
 	}

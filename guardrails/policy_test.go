@@ -230,3 +230,34 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFullDecision is the gate's decision without facts and audit:
+// the RBAC check (warm cache) plus every default policy with its CEL
+// conditions, for an AI write that passes them all (rate limit counted in
+// memory).
+func BenchmarkFullDecision(b *testing.B) {
+	ctx := context.Background()
+	src := newFakeSource()
+	withBuiltIns(src, "ws")
+	p := src.setMember("ws", "m1", "member")
+	p.KeyID, p.Kind = "k1", store.KindAgent
+	rbac, err := NewRBAC(ctx, src, "ws")
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := DefaultPolicies()
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := NewEngine(set, &memLimiter{})
+	in := Input{Principal: p, Source: store.SourceAI, Resource: "audience", Operation: "create", Facts: map[string]any{"estimated_size": 5000}, Now: time.Now()}
+	for b.Loop() {
+		acc, err := rbac.Authorize(ctx, p, "audiences.create")
+		if err != nil || !acc.Allowed {
+			b.Fatal("denied by RBAC")
+		}
+		if d, err := e.DryRun(ctx, in); err != nil || d.Effect != EffectAllow {
+			b.Fatalf("decision %+v %v", d, err)
+		}
+	}
+}

@@ -1,12 +1,32 @@
-// Package guardrails decides what a caller may do. For now it owns RBAC
-// (the permission table of DESIGN.md section 5 as data, enforced with
-// Casbin's RBAC-with-domains model, one domain per workspace) and PII
-// masking of previews; AI policies with CEL conditions, destination filters
-// and rate limits belong here too as they arrive.
+// Package guardrails decides what a caller may do and what may leave the
+// warehouse. The gate in package server calls it; tools never do.
 //
-// Every decision fails closed: an unknown permission, a load error or a
-// race between a role change and a call denies.
+// It owns:
 //
-// guardrails imports store and Casbin; it never imports tools, server or a
-// database driver.
+//   - the permission table of DESIGN.md section 5, as data in one place
+//     (permissions.go): AllPermissions, IsPermission and BuiltInRoles, which
+//     the store writes into every workspace;
+//   - RBAC (rbac.go): Casbin's RBAC-with-domains model, one domain per
+//     workspace, policies per role and a grouping per member, exact
+//     matching. An RBAC loads the workspaces named when it is built, from
+//     a Source (store.Store is one), and reloads whenever a principal
+//     carries a newer store RBACVersion than the loaded policy, before
+//     deciding, so a role or membership change applies to the next call;
+//   - AI policies (policy.go, decide.go): YAML policy files with CEL
+//     conditions over the call and the facts a tool computed, the shipped
+//     defaults, the kill switch and rate limits (counted through a
+//     RateLimiter, which the store implements);
+//   - PII masking of previews (pii.go) and redaction of audit arguments
+//     (redact.go).
+//
+// Destination filters (DESIGN.md section 6) belong here too, when they
+// arrive.
+//
+// Every decision fails closed: an unknown permission, an unknown or empty
+// PII level, a policy or RBAC load that fails, a condition that cannot be
+// evaluated, or a race between a role change and a call denies (or hides).
+//
+// guardrails imports store, Casbin, cel-go and a YAML parser, and the
+// standard library. It never imports tools, server, approvals or a database
+// driver (a test holds this).
 package guardrails

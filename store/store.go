@@ -235,12 +235,34 @@ type AuditEvent struct {
 	Client       string         `json:"client,omitempty"`
 	SessionID    string         `json:"session_id,omitempty"`
 	RequestID    string         `json:"request_id,omitempty"`
+	// Seq is the event's place in the store's hash chain: 1, 2, 3, ... in
+	// the order events were committed. The store assigns it, with PrevHash
+	// and Hash (see AuditHash), in the transaction that records the event.
+	Seq      int64  `json:"seq"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
 }
 
-// AuditFilter selects audit events, newest first.
+// AuditFilter selects audit events: newest first, or oldest first (by
+// Seq) with Oldest. Empty fields select everything.
 type AuditFilter struct {
 	WorkspaceID string
-	Limit       int
+	// Actor matches the actor's id or name, or the key prefix.
+	Actor    string
+	Source   string
+	Tool     string
+	Decision string
+	// Since and Until bound the event time: Since <= at < Until.
+	Since time.Time
+	Until time.Time
+	// AfterSeq selects events later in the chain than this one, for paging
+	// oldest first.
+	AfterSeq int64
+	// Hash selects the event with this hash (for naming a broken link).
+	Hash string
+	// Oldest orders by Seq ascending instead of newest first.
+	Oldest bool
+	Limit  int
 }
 
 // Store is the server's metadata store. Methods scoped to a workspace return
@@ -296,9 +318,25 @@ type Store interface {
 	// Catalog writes. Create* assign an id when the object has none and
 	// return ErrConflict for a name already taken in the workspace.
 	CreateModel(ctx context.Context, m Model) (Model, error)
+	// UpdateModel replaces every field of the model with id m.ID except its
+	// creation time, and returns it as stored. It returns ErrNotFound for
+	// an unknown model, ErrInvalid for a bad field, ErrConflict for a name
+	// taken by another model, and an *InUseError (ErrConflict) when other
+	// models' relationships name the model by a name it gives up or a
+	// column it drops.
+	UpdateModel(ctx context.Context, m Model) (Model, error)
+	// DeleteModel deletes a model. It returns ErrNotFound for an unknown
+	// model and an *InUseError (ErrConflict) naming the audiences, their
+	// syncs and the models with relationships that depend on it.
+	DeleteModel(ctx context.Context, workspaceID, id string) error
 	CreateAudience(ctx context.Context, a Audience) (Audience, error)
 	CreateDestination(ctx context.Context, d Destination) (Destination, error)
 	CreateSync(ctx context.Context, s Sync) (Sync, error)
+	// UpdateAudience replaces name, description and definition; a changed
+	// definition is a new version. DeleteAudience is refused with an
+	// *InUseError while a sync or another audience depends on it.
+	UpdateAudience(ctx context.Context, a Audience) (Audience, error)
+	DeleteAudience(ctx context.Context, workspaceID, id string) error
 
 	// Take counts one use of a rate-limit bucket in the sliding window ending
 	// at now if fewer than limit uses are in it (and consume is true), else
@@ -320,9 +358,37 @@ type Store interface {
 	// ErrInvalid for a transition the state machine does not have.
 	TransitionApproval(ctx context.Context, workspaceID, id string, c ApprovalChange) (Approval, error)
 
-	// AppendAudit durably records one event before returning.
+	// Access filters (DESIGN.md section 3). Every change bumps
+	// RBACVersion in the same transaction, like group changes.
+	//
+	// PutAccessFilter creates a filter (assigning its id) or, when f.ID is
+	// set, replaces that filter. The group is created when absent, as
+	// AddToGroup does. It returns ErrInvalid for a filter Normalize
+	// refuses and ErrNotFound for an unknown workspace or filter id.
+	PutAccessFilter(ctx context.Context, f AccessFilter) (AccessFilter, error)
+	// ListAccessFilters lists a workspace's filters by group, table and id.
+	ListAccessFilters(ctx context.Context, workspaceID string) ([]AccessFilter, error)
+	// DeleteAccessFilter deletes a filter; ErrNotFound when there is none.
+	DeleteAccessFilter(ctx context.Context, workspaceID, id string) error
+	// AccessFiltersFor returns the filters that apply to a principal: those
+	// of the groups in p.Groups and of the groups the member is in now, so
+	// a stale principal never sees more rows than the store allows.
+	AccessFiltersFor(ctx context.Context, p Principal) ([]AccessFilter, error)
+
+	// ApplyPolicySet makes ps the workspace's active policy set; an empty
+	// Source goes back to the shipped defaults.
+	ApplyPolicySet(ctx context.Context, workspaceID string, ps PolicySet) error
+	// ActivePolicySet returns the active stored set, ErrNotFound for none.
+	ActivePolicySet(ctx context.Context, workspaceID string) (PolicySet, error)
+
+	// AppendAudit durably records one event, chained (Seq, PrevHash, Hash)
+	// and queued for shipping, before returning. Concurrent appends may
+	// share one commit. It returns ErrInvalid for an event that lacks a
+	// source, decision or action or cannot be encoded, and ErrConflict for
+	// an id already recorded. A call's state change records its event in
+	// its own transaction instead: see WithPendingAudit.
 	AppendAudit(ctx context.Context, e AuditEvent) error
-	// Audit returns events, newest first.
+	// Audit returns the events f selects, newest first unless f.Oldest.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 
 	Close() error

@@ -33,12 +33,19 @@ type Table struct {
 // QualifiedName is "schema.table".
 func (t Table) QualifiedName() string { return t.Schema + "." + t.Name }
 
-// QueryLimits bound one warehouse query.
+// QueryLimits bound one warehouse query: how long it may run, how many rows
+// it returns, and which rows it may see.
 type QueryLimits struct {
 	// Timeout cancels the query when it runs longer.
 	Timeout time.Duration
 	// MaxRows stops reading after this many rows and marks the result truncated.
 	MaxRows int
+	// Filters are the access filters of the principal the query runs for
+	// (Store.AccessFiltersFor). The engine lets the query see only the
+	// rows of each filtered table that pass every filter on it, whatever
+	// the SQL says, or refuses the query. None: all rows. A caller that
+	// runs a query for a principal must pass that principal's filters.
+	Filters []AccessFilter
 }
 
 // Result is the outcome of a read query.
@@ -57,6 +64,17 @@ type Dialect interface {
 	QuoteIdent(name string) string
 }
 
+// TableNamer is implemented by a Dialect that names warehouse tables in a
+// way of its own in generated SQL. The SQLite warehouse's dialect names
+// tables of the analytics schema without the schema, which is how its
+// access filters apply (a schema-qualified read of a filtered table is
+// refused). Model.Relation uses it when the dialect has it; SQL generated
+// from typed definitions should name tables through it too.
+type TableNamer interface {
+	// TableName returns the SQL that names table of schema.
+	TableName(schema, table string) string
+}
+
 // Warehouse is where customer data lives. The embedded SQLite warehouse and
 // the Trino warehouse implement it; callers never depend on which.
 type Warehouse interface {
@@ -70,8 +88,21 @@ type Warehouse interface {
 	Describe(ctx context.Context, schema, name string) (Table, error)
 	// Query runs one read-only statement with bound arguments. Writes and
 	// reads outside the analytics schema are refused (ErrQueryRefused); a
-	// query over its limits is cancelled (ErrQueryLimit).
+	// query over its limits is cancelled (ErrQueryLimit). limits.Filters
+	// restrict the rows it sees.
 	Query(ctx context.Context, limits QueryLimits, query string, args ...any) (Result, error)
+	// CheckSQL checks a SQL model's query without running it to completion
+	// and returns its result columns, with types mapped to the model column
+	// types (ColumnType) and Nullable true. The query must be one read-only
+	// SELECT over the analytics schema that also works as a subquery in the
+	// form Model.Relation gives it; the check runs with limits (its filters
+	// too, so a query the caller could not run is refused here). Errors are
+	// those of Query: ErrQueryRefused for SQL the engine refuses (a write, a
+	// second statement, a forbidden table or function, a trailing
+	// semicolon or comment that breaks the subquery, duplicate column
+	// names), ErrInvalid for SQL it cannot compile, ErrQueryLimit when the
+	// check ran out of time.
+	CheckSQL(ctx context.Context, limits QueryLimits, query string) ([]Column, error)
 	// Close releases connections.
 	Close() error
 }

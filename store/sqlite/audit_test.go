@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"reflect"
@@ -92,7 +93,13 @@ func TestAuditRoundTrip(t *testing.T) {
 	if g.At.Before(before) || g.At.After(time.Now()) || g.At.Location() != time.UTC {
 		t.Errorf("assigned at = %v, want now in UTC", g.At)
 	}
-	e.ID, e.At = g.ID, g.At
+	// The first event starts the chain; numbers read back exactly as
+	// written (json.Number), so the event hashes as recorded.
+	e.ID, e.At, e.Seq, e.PrevHash, e.Hash = g.ID, g.At, 1, "", g.Hash
+	e.Args["limit"] = json.Number("10")
+	if h, err := store.AuditHash(g); err != nil || h != g.Hash || len(h) != 64 {
+		t.Errorf("hash %q, recomputed %q (%v)", g.Hash, h, err)
+	}
 	if !reflect.DeepEqual(g, e) {
 		t.Errorf("read back %+v\nwant %+v", g, e)
 	}

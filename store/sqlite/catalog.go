@@ -163,6 +163,8 @@ func (d *DB) CreateModel(ctx context.Context, m store.Model) (store.Model, error
 		}
 	}
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
+		// Names the new object in the pending audit event of the call.
+		store.NoteAuditResource(ctx, m.ID)
 		if err := checkWorkspace(ctx, tx, op, m.WorkspaceID); err != nil {
 			return err
 		}
@@ -267,6 +269,8 @@ func (d *DB) CreateAudience(ctx context.Context, a store.Audience) (store.Audien
 	stamp(&a.CreatedAt, &a.UpdatedAt)
 	a.Definition = append([]byte(nil), a.Definition...)
 	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		// Names the new object in the pending audit event of the call.
+		store.NoteAuditResource(ctx, a.ID)
 		if err := checkWorkspace(ctx, tx, op, a.WorkspaceID); err != nil {
 			return err
 		}
@@ -382,6 +386,8 @@ func (d *DB) CreateDestination(ctx context.Context, dst store.Destination) (stor
 	stamp(&dst.CreatedAt, &updated)
 	dst.HasCredentials = false
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
+		// Names the new object in the pending audit event of the call.
+		store.NoteAuditResource(ctx, dst.ID)
 		if err := checkWorkspace(ctx, tx, op, dst.WorkspaceID); err != nil {
 			return err
 		}
@@ -494,6 +500,8 @@ func (d *DB) CreateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
 	}
 	stamp(&s.CreatedAt, &s.UpdatedAt)
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
+		// Names the new object in the pending audit event of the call.
+		store.NoteAuditResource(ctx, s.ID)
 		if err := checkWorkspace(ctx, tx, op, s.WorkspaceID); err != nil {
 			return err
 		}

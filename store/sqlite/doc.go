@@ -34,8 +34,45 @@
 //   - Audit with an empty workspace returns the events of every workspace
 //     (and of refused calls, which have none): for the operator's command
 //     line only.
+//
+// # Audit trail
+//
+// Audit events form one hash chain per file (seq, prev_hash, hash; see
+// store.AuditHash), assigned inside the writing transaction after reading
+// the chain's head under SQLite's write lock, so no two writers, in this
+// process or another, can fork it. Every recorded event also gets an
+// audit_outbox row in the same transaction; AuditSink and the shipper in
+// package server move the outbox to the warehouse (migration 0002).
+// Chained rows are append-only (triggers), and VerifyAudit checks the chain.
+//
+//   - AppendAudit is a group commit: one writer goroutine takes every append
+//     waiting when it begins a transaction (up to 512) and commits them
+//     together, then answers each caller, so under load many calls share
+//     one fsync while a lone call waits for nobody.
+//   - A state change records its call's pending audit event
+//     (store.WithPendingAudit) in its own transaction: inTx inserts it,
+//     decision executed, after the change and before the commit, and marks
+//     it written. Every store method that changes state uses inTx once and
+//     names a created object with store.NoteAuditResource.
+//   - Args and rules are stored as canonical JSON (store.CanonicalJSON) and
+//     read back with numbers as json.Number, so events hash exactly as
+//     recorded; migration 0002 chains the events recorded before it.
+//   - AuditSink writes cdp_audit.db of the embedded warehouse through a
+//     connection of its own, opened per batch (WAL, synchronous=FULL):
+//     cdp_audit.audit_events and cdp_audit.ai_operations, INSERT OR IGNORE
+//     by id.
 //   - Destinations have columns for sealed (AES-256-GCM) credentials, which
 //     no Store method sets yet; reads only report whether there are any.
+//   - UpdateModel and DeleteModel refuse (store.InUseError) a change that
+//     would leave something dangling: deleting a model audiences, their
+//     syncs or other models' relationships depend on; renaming a model, or
+//     dropping a column, that other models' relationships name. Audience
+//     definitions are not read: which columns they use is package
+//     audience's business.
+//   - Access filters (access_filters, migration 0003) belong to a group by
+//     id; PutAccessFilter creates a missing group as AddToGroup does.
+//     AccessFiltersFor takes the union of the principal's groups and the
+//     member's groups of now, so a filter never lapses mid-call.
 //
 // # Embedded warehouse
 //
@@ -52,7 +89,11 @@
 // program that opens a table outside analytics. Queries are interrupted at
 // their timeout, also between rows (the driver alone interrupts only the
 // first step); MaxRows caps the rows read. Tables and Describe read the
-// catalog through a separate pool that runs fixed SQL only. The warehouse
+// catalog through a separate pool that runs fixed SQL only. Access filters
+// (store.QueryLimits.Filters) become per-query TEMP views on the query's
+// connection, with an authorizer and program check that refuse every read
+// of a filtered table except through its view (filter.go has the design).
+// CheckSQL checks a SQL model without running it to completion. The warehouse
 // uses the store package, the SQLite driver with its C library
 // (modernc.org/sqlite/lib, modernc.org/libc) and the standard library.
 //

@@ -129,6 +129,7 @@ func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) 
 		if err := insertKey(ctx, tx, op, id, nk.WorkspaceID, memberID, nk.Name, nk.Kind, nk.Prefix, nk.Hash, now, nk.ExpiresAt); err != nil {
 			return err
 		}
+		store.NoteAuditResource(ctx, id)
 		k, err = keyByID(ctx, tx, id)
 		if err != nil {
 			return fmt.Errorf("%s: %w", op, err)
@@ -325,6 +326,7 @@ func (d *DB) RevokeKey(ctx context.Context, workspaceID, idOrPrefix string, now 
 		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ?`, utc(now), k.ID); err != nil {
 			return fmt.Errorf("%s %q: %w", op, idOrPrefix, err)
 		}
+		store.NoteAuditResource(ctx, k.ID)
 		at := utc(now)
 		k.RevokedAt = &at
 		return nil
@@ -371,6 +373,7 @@ func (d *DB) ReplaceKey(ctx context.Context, workspaceID, idOrPrefix string, pre
 		if err := insertKey(ctx, tx, op, id, workspaceID, old.MemberID, old.Name, old.Kind, prefix, hash, now, old.ExpiresAt); err != nil {
 			return err
 		}
+		store.NoteAuditResource(ctx, id)
 		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?, replaced_by = ? WHERE id = ?`, now, id, old.ID); err != nil {
 			return fmt.Errorf("%s %q: %w", op, idOrPrefix, err)
 		}

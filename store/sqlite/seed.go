@@ -165,7 +165,9 @@ func demoModels() []store.Model {
 	}
 }
 
-// demoAudiences are a few saved audiences over the customers model.
+// demoAudiences are a few saved audiences over the customers model, in the
+// definition format of package audience: the parent model and the
+// conditions its rows meet.
 func demoAudiences() []store.Audience {
 	def := func(v any) []byte {
 		b, err := json.Marshal(v)
@@ -173,6 +175,9 @@ func demoAudiences() []store.Audience {
 			panic(err)
 		}
 		return b
+	}
+	all := func(conds ...any) map[string]any {
+		return map[string]any{"model": "customers", "conditions": map[string]any{"all": conds}}
 	}
 	cond := func(column, op string, value any) map[string]any {
 		c := map[string]any{"column": column, "operator": op}
@@ -185,17 +190,17 @@ func demoAudiences() []store.Audience {
 		{
 			Name:        "California pro customers",
 			Description: "Customers in California on the pro plan.",
-			Definition:  def(map[string]any{"all": []any{cond("state", "equals", "CA"), cond("plan", "equals", "pro")}}),
+			Definition:  def(all(cond("state", "equals", "CA"), cond("plan", "equals", "pro"))),
 		},
 		{
 			Name:        "High-value EMEA customers",
 			Description: "EMEA customers with a lifetime value of at least 1,000.",
-			Definition:  def(map[string]any{"all": []any{cond("region", "equals", "EMEA"), cond("lifetime_value", "greater_or_equal", 1000)}}),
+			Definition:  def(all(cond("region", "equals", "EMEA"), cond("lifetime_value", "greater_or_equal", 1000))),
 		},
 		{
 			Name:        "Marketing-consented with email",
 			Description: "Customers who consented to marketing and have an email address.",
-			Definition:  def(map[string]any{"all": []any{cond("marketing_consent", "is_true", nil), cond("email", "is_not_null", nil)}}),
+			Definition:  def(all(cond("marketing_consent", "is_true", nil), cond("email", "is_not_null", nil))),
 		},
 	}
 }

@@ -51,6 +51,11 @@ type DB struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
+	// audits carries AppendAudit calls to the group-commit writer;
+	// auditNotify tells a shipper that events were committed.
+	audits      chan *auditRequest
+	auditNotify chan struct{}
+
 	mu      sync.Mutex
 	touched map[string]time.Time // key id -> last use recorded by this process
 }
@@ -109,17 +114,23 @@ func Open(ctx context.Context, dataDir string) (*DB, error) {
 		touches: make(chan touch, 256),
 		done:    make(chan struct{}),
 		touched: make(map[string]time.Time),
+		// Unbuffered: an append is taken only by the writer, which then
+		// always answers it, also while closing.
+		audits:      make(chan *auditRequest),
+		auditNotify: make(chan struct{}, 1),
 	}
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go d.recordUses()
+	go d.writeAudits()
 	return d, nil
 }
 
 // Path returns the database file's path.
 func (d *DB) Path() string { return d.path }
 
-// Close waits for pending key-use records to be written and closes both
-// connection pools. Calling it again is a no-op.
+// Close waits for pending key-use records and the audit batch being
+// committed to be written, and closes both connection pools. Appends after
+// Close fail. Calling it again is a no-op.
 func (d *DB) Close() error {
 	var err error
 	d.closeOnce.Do(func() {
@@ -254,6 +265,11 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("migration %s: %w", m.name, err)
 		}
+		if hook := afterMigration[m.version]; hook != nil {
+			if err := hook(ctx, tx); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 			m.version, m.name, time.Now().UTC()); err != nil {
 			return fmt.Errorf("migration %s: %w", m.name, err)
@@ -265,8 +281,22 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// afterMigration are Go steps that run right after a migration's SQL, in
+// the same transaction, for what SQL cannot do (SHA-256).
+var afterMigration = map[int]func(context.Context, *sql.Tx) error{
+	2: chainExistingAudit,
+}
+
 // inTx runs fn in one immediate write transaction and commits when fn
 // returns nil. fn's error is returned as is.
+//
+// When ctx carries a pending audit event (store.WithPendingAudit) that is
+// not written yet, inTx records it, with decision executed, chained, in the
+// same transaction after fn succeeds, and marks it written once committed:
+// the state change and its audit record are durable together or not at
+// all. A store method that changes state must therefore use inTx once per
+// call, and call store.NoteAuditResource with the id of an object it
+// creates.
 func (d *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := d.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -276,8 +306,16 @@ func (d *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
+	pending, rec, err := recordPending(ctx, tx)
+	if err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if rec != nil {
+		pending.MarkWritten(rec.e)
+		d.notifyAudit()
 	}
 	return nil
 }

@@ -73,7 +73,9 @@ type WarehouseOptions struct {
 // everything else while SQLite compiles the statement. Before a query runs,
 // checkStatement prepares it once more on the same connection to refuse a
 // second statement and to check the compiled program (see there). A query
-// is interrupted when its timeout passes, also between rows.
+// is interrupted when its timeout passes, also between rows. A query with
+// access filters runs on a connection that has, for that query only, a
+// TEMP view standing in for each filtered table (filter.go).
 //
 // Catalog lookups (Tables, Describe) go through a separate small pool with
 // its own authorizer and fixed SQL, so a caller's query can never read
@@ -268,10 +270,15 @@ func (w *Warehouse) Describe(ctx context.Context, schema, name string) (store.Ta
 // Query runs one read-only statement with bound arguments and returns at
 // most MaxRows rows (Truncated when there were more). Errors wrap
 // store.ErrQueryRefused (a write, a table outside the analytics schema, a
-// function not on the allow-list, more than one statement),
+// function not on the allow-list, more than one statement, a
+// schema-qualified read of a table with an access filter),
 // store.ErrQueryLimit (the query ran past its timeout and was interrupted),
 // store.ErrInvalid (a statement SQLite cannot compile, such as a syntax
 // error or an unknown column), or the context's error when ctx ends first.
+//
+// limits.Filters restrict the rows the query sees (see applyFilters): a
+// filtered table named without its schema is a view over the permitted
+// rows; named with it, the read is refused.
 //
 // A time.Time argument is bound as UTC text in the format of SQLite's
 // datetime() ("2006-01-02 15:04:05", with a fraction when there is one),
@@ -279,50 +286,141 @@ func (w *Warehouse) Describe(ctx context.Context, schema, name string) (store.Ta
 // timestamp columns hold. Values are int64, float64, string, nil, or []byte
 // for a BLOB that is not UTF-8 text, so a Result encodes to JSON as it is.
 func (w *Warehouse) Query(ctx context.Context, limits store.QueryLimits, query string, args ...any) (store.Result, error) {
-	timeout := limits.Timeout
-	if timeout <= 0 {
-		timeout = w.timeout
-	}
-	maxRows := limits.MaxRows
-	if maxRows <= 0 || maxRows > w.maxRows {
-		maxRows = w.maxRows
-	}
-	if strings.IndexByte(query, 0) >= 0 {
-		return store.Result{}, fmt.Errorf("query: the text contains a NUL byte: %w", store.ErrInvalid)
-	}
+	var res store.Result
+	err := w.session(ctx, limits, func(s *session) error {
+		if _, err := s.check(query); err != nil {
+			return err
+		}
+		var err error
+		res, err = s.read(query, args, s.maxRows)
+		return err
+	})
+	return res, err
+}
 
-	qctx, cancel := context.WithTimeoutCause(ctx, timeout, errQueryTimeout)
+// session is one call's hold on a warehouse connection: the connection, the
+// call's context with its timeout, and the access filters installed on the
+// connection for the call.
+type session struct {
+	ctx     context.Context
+	timeout time.Duration
+	maxRows int
+	conn    *sql.Conn
+	rc      *warehouseConn
+	// filters is installed on rc while fn runs; nil without filters.
+	filters *connFilters
+}
+
+// session runs fn on a connection of the read pool with limits applied: a
+// context that ends at the timeout, and limits.Filters installed on the
+// connection (and removed after fn, or the connection is discarded). Errors
+// are mapped by warehouseQueryError.
+func (w *Warehouse) session(ctx context.Context, limits store.QueryLimits, fn func(*session) error) error {
+	s := &session{timeout: limits.Timeout, maxRows: limits.MaxRows}
+	if s.timeout <= 0 {
+		s.timeout = w.timeout
+	}
+	if s.maxRows <= 0 || s.maxRows > w.maxRows {
+		s.maxRows = w.maxRows
+	}
+	qctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errQueryTimeout)
 	defer cancel()
-	conn, err := w.read.Conn(qctx)
+	s.ctx = qctx
+	plan, err := w.planFilters(qctx, limits.Filters)
 	if err != nil {
-		return store.Result{}, warehouseQueryError(qctx, timeout, nil, err)
+		return s.error(err)
 	}
-	defer conn.Close()
-
-	var rc *warehouseConn
-	err = conn.Raw(func(dc any) error {
+	if s.conn, err = w.read.Conn(qctx); err != nil {
+		return s.error(err)
+	}
+	defer s.conn.Close()
+	err = s.conn.Raw(func(dc any) error {
 		c, ok := dc.(*warehouseConn)
 		if !ok {
 			return fmt.Errorf("unexpected driver connection %T", dc)
 		}
-		rc = c
-		return c.checkStatement(query)
+		s.rc = c
+		if plan == nil {
+			return nil
+		}
+		f, err := c.applyFilters(context.WithoutCancel(qctx), w.dir, plan)
+		if err != nil {
+			// The connection may hold half of the filters: never reuse it.
+			return fmt.Errorf("%w: apply access filters: %w", driver.ErrBadConn, err)
+		}
+		s.filters = f
+		return nil
 	})
 	if err != nil {
-		return store.Result{}, warehouseQueryError(qctx, timeout, rc, err)
+		return s.error(err)
 	}
+	if s.filters != nil {
+		defer func() {
+			// Removal runs whether or not fn succeeded, and is not
+			// cancelled with the call. A connection that keeps any of it
+			// is discarded.
+			_ = s.conn.Raw(func(any) error {
+				if err := s.rc.removeFilters(context.WithoutCancel(qctx), s.filters); err != nil {
+					return fmt.Errorf("%w: remove access filters: %w", driver.ErrBadConn, err)
+				}
+				return nil
+			})
+		}()
+	}
+	return s.error(fn(s))
+}
 
+// error maps err to the warehouse's error kinds, and keeps the name the
+// session's filters gave the analytics file out of the message.
+func (s *session) error(err error) error {
+	if err == nil {
+		return nil
+	}
+	err = warehouseQueryError(s.ctx, s.timeout, s.rc, err)
+	if s.filters != nil && strings.Contains(err.Error(), s.filters.schema) {
+		err = &renamedError{err: err, old: s.filters.schema, new: store.SchemaAnalytics}
+	}
+	return err
+}
+
+// renamedError is err with a name replaced in its message.
+type renamedError struct {
+	err      error
+	old, new string
+}
+
+func (e *renamedError) Error() string { return strings.ReplaceAll(e.err.Error(), e.old, e.new) }
+func (e *renamedError) Unwrap() error { return e.err }
+
+// check decides with checkStatement whether query may run on the session's
+// connection, and describes its result columns.
+func (s *session) check(query string) (stmtInfo, error) {
+	if strings.IndexByte(query, 0) >= 0 {
+		return stmtInfo{}, fmt.Errorf("query: the text contains a NUL byte: %w", store.ErrInvalid)
+	}
+	var info stmtInfo
+	err := s.conn.Raw(func(any) error {
+		var err error
+		info, err = s.rc.checkStatement(query)
+		return err
+	})
+	return info, err
+}
+
+// read runs query, which check has accepted, and returns at most maxRows
+// rows.
+func (s *session) read(query string, args []any, maxRows int) (store.Result, error) {
 	// The driver interrupts a statement whose context ends only while it
 	// computes the first row; a statement that is slow between later rows
 	// would run on. This watch covers the whole read. finished keeps it
-	// from interrupting the connection once it is back in the pool.
+	// from interrupting the connection once the read is over.
 	var mu sync.Mutex
 	finished := false
-	stop := context.AfterFunc(qctx, func() {
+	stop := context.AfterFunc(s.ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if !finished {
-			rc.interrupt()
+			s.rc.interrupt()
 		}
 	})
 	defer func() {
@@ -339,14 +437,14 @@ func (w *Warehouse) Query(ctx context.Context, limits store.QueryLimits, query s
 		}
 		bound[i] = a
 	}
-	rows, err := conn.QueryContext(qctx, query, bound...)
+	rows, err := s.conn.QueryContext(s.ctx, query, bound...)
 	if err != nil {
-		return store.Result{}, warehouseQueryError(qctx, timeout, rc, err)
+		return store.Result{}, err
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		return store.Result{}, warehouseQueryError(qctx, timeout, rc, err)
+		return store.Result{}, err
 	}
 	res := store.Result{Columns: cols, Rows: [][]any{}}
 	dest := make([]any, len(cols))
@@ -360,7 +458,7 @@ func (w *Warehouse) Query(ctx context.Context, limits store.QueryLimits, query s
 			dest[i] = &row[i]
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return store.Result{}, warehouseQueryError(qctx, timeout, rc, err)
+			return store.Result{}, err
 		}
 		for i, v := range row {
 			if b, ok := v.([]byte); ok && utf8.Valid(b) {
@@ -370,7 +468,12 @@ func (w *Warehouse) Query(ctx context.Context, limits store.QueryLimits, query s
 		res.Rows = append(res.Rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		return store.Result{}, warehouseQueryError(qctx, timeout, rc, err)
+		return store.Result{}, err
+	}
+	// Close now, not deferred: the statement must be finished before the
+	// session removes its filters.
+	if err := rows.Close(); err != nil {
+		return store.Result{}, err
 	}
 	return res, nil
 }
@@ -484,21 +587,24 @@ const cPtrSize = int(unsafe.Sizeof(uintptr(0)))
 //   - requires sqlite3_stmt_readonly;
 //   - lists the compiled program (sqlite3_stmt_explain) and refuses it if
 //     it opens a table of a database other than analytics (or the private,
-//     empty main). The authorizer names every column read, but a
-//     table read for its rows alone (SELECT count(*) FROM t) is reported
-//     with the schema as written, empty when unqualified, which the
-//     authorizer cannot tell from a CTE; the program is unambiguous.
+//     empty main), or, with access filters installed, a table or index of
+//     a filtered table other than through the filter views. The authorizer
+//     names every column read, but a table read for its rows alone (SELECT
+//     count(*) FROM t) is reported with the schema as written, empty when
+//     unqualified, which the authorizer cannot tell from a CTE; the program
+//     is unambiguous.
 //
-// Refusals wrap store.ErrQueryRefused with the reason; a statement SQLite
-// cannot compile is store.ErrInvalid. Only the goroutine that holds the
-// connection (inside Raw) may call it.
-func (c *warehouseConn) checkStatement(query string) error {
+// It returns the statement's result columns. Refusals wrap
+// store.ErrQueryRefused with the reason; a statement SQLite cannot compile
+// is store.ErrInvalid. Only the goroutine that holds the connection (inside
+// Raw) may call it.
+func (c *warehouseConn) checkStatement(query string) (stmtInfo, error) {
 	c.state.reset()
 	tls := libc.NewTLS()
 	defer tls.Close()
 	zSQL, err := libc.CString(query)
 	if err != nil {
-		return err
+		return stmtInfo{}, err
 	}
 	defer libc.Xfree(tls, zSQL)
 	pp := tls.Alloc(2 * cPtrSize)
@@ -516,15 +622,15 @@ func (c *warehouseConn) checkStatement(query string) error {
 		rc := sqlite3.Xsqlite3_prepare_v2(tls, c.db, p, -1, ppStmt, ppTail)
 		if rc != sqlite3.SQLITE_OK {
 			if first != 0 {
-				return fmt.Errorf("%w: only one statement is allowed", store.ErrQueryRefused)
+				return stmtInfo{}, fmt.Errorf("%w: only one statement is allowed", store.ErrQueryRefused)
 			}
-			return c.prepareError(tls, rc)
+			return stmtInfo{}, c.prepareError(tls, rc)
 		}
 		stmt, tail := readPointer(ppStmt), readPointer(ppTail)
 		if stmt != 0 {
 			if first != 0 {
 				sqlite3.Xsqlite3_finalize(tls, stmt)
-				return fmt.Errorf("%w: only one statement is allowed", store.ErrQueryRefused)
+				return stmtInfo{}, fmt.Errorf("%w: only one statement is allowed", store.ErrQueryRefused)
 			}
 			first = stmt
 		}
@@ -534,21 +640,44 @@ func (c *warehouseConn) checkStatement(query string) error {
 		p = tail
 	}
 	if first == 0 {
-		return fmt.Errorf("query: the text has no SQL statement: %w", store.ErrInvalid)
+		return stmtInfo{}, fmt.Errorf("query: the text has no SQL statement: %w", store.ErrInvalid)
 	}
 	if sqlite3.Xsqlite3_stmt_readonly(tls, first) == 0 {
-		return fmt.Errorf("%w: writes are not allowed", store.ErrQueryRefused)
+		return stmtInfo{}, fmt.Errorf("%w: writes are not allowed", store.ErrQueryRefused)
 	}
-	return c.checkProgram(tls, first)
+	// The columns, before explain mode replaces them with its own.
+	n := sqlite3.Xsqlite3_column_count(tls, first)
+	info := stmtInfo{columns: make([]stmtColumn, n)}
+	for i := range n {
+		info.columns[i] = stmtColumn{
+			name:     libc.GoString(sqlite3.Xsqlite3_column_name(tls, first, i)),
+			declType: libc.GoString(sqlite3.Xsqlite3_column_decltype(tls, first, i)),
+		}
+	}
+	return info, c.checkProgram(tls, first)
+}
+
+// stmtInfo describes a prepared statement's result.
+type stmtInfo struct {
+	columns []stmtColumn
+}
+
+// stmtColumn is one result column: its name and the declared type of the
+// table column it comes from, empty for an expression.
+type stmtColumn struct {
+	name, declType string
 }
 
 // checkProgram lists the bytecode of a prepared statement and refuses it if
 // it opens a b-tree, or starts a transaction, in a database other than
-// those in c.readable, or opens one for writing.
+// those in c.readable (and, while access filters are installed, the filter
+// views' own), or opens one for writing, or opens a b-tree of a filtered
+// table through the analytics schema.
 func (c *warehouseConn) checkProgram(tls *libc.TLS, stmt uintptr) error {
 	if rc := sqlite3.Xsqlite3_stmt_explain(tls, stmt, 1); rc != sqlite3.SQLITE_OK {
 		return fmt.Errorf("query: explain: %s (%d)", libc.GoString(sqlite3.Xsqlite3_errmsg(tls, c.db)), rc)
 	}
+	f := c.state.filters()
 	for {
 		switch rc := sqlite3.Xsqlite3_step(tls, stmt); rc {
 		case sqlite3.SQLITE_DONE:
@@ -567,12 +696,20 @@ func (c *warehouseConn) checkProgram(tls *libc.TLS, stmt uintptr) error {
 			}
 		case "OpenRead", "ReopenIdx":
 			db = sqlite3.Xsqlite3_column_int64(tls, stmt, 4)
+			if f != nil && c.schemas[db] == store.SchemaAnalytics {
+				// OPFLAG_P2ISREG in P5: the root page is in a register,
+				// so which b-tree it opens is unknown.
+				root := sqlite3.Xsqlite3_column_int64(tls, stmt, 3)
+				if sqlite3.Xsqlite3_column_int64(tls, stmt, 6)&sqlite3.OPFLAG_P2ISREG != 0 || f.roots[root] != "" {
+					return fmt.Errorf("%w: %s", store.ErrQueryRefused, filteredReason(f.roots[root]))
+				}
+			}
 		case "OpenWrite":
 			return fmt.Errorf("%w: writes are not allowed", store.ErrQueryRefused)
 		default:
 			continue
 		}
-		if !c.readable[db] {
+		if !c.readable[db] && (f == nil || !f.readable[db]) {
 			name := c.schemas[db]
 			if name == "" {
 				name = strconv.FormatInt(db, 10)
@@ -807,6 +944,37 @@ type authState struct {
 
 	mu   sync.Mutex
 	last string
+	// setup is true while the warehouse runs its own fixed statements
+	// that install or remove access filters (applyFilters): everything is
+	// allowed then, and only then.
+	setup bool
+	// filter holds the access filters installed for the current call.
+	filter *connFilters
+}
+
+func (s *authState) setSetup(on bool) {
+	s.mu.Lock()
+	s.setup = on
+	s.mu.Unlock()
+}
+
+func (s *authState) setFilters(f *connFilters) {
+	s.mu.Lock()
+	s.filter = f
+	s.mu.Unlock()
+}
+
+// filters returns the installed access filters, nil when there are none.
+func (s *authState) filters() *connFilters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.filter
+}
+
+func (s *authState) inSetup() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.setup
 }
 
 // special reports whether name is an internal table or a virtual table
@@ -841,13 +1009,27 @@ func (s *authState) reason() string {
 // queryPolicy is the authorizer of callers' queries, an allow-list: SELECT,
 // recursive CTEs, reads of tables of the analytics schema (not its sqlite_
 // tables), the JSON table-valued functions, and the functions in
-// allowedFunctions. Everything else is denied, with a reason.
+// allowedFunctions. With access filters installed, reads of a filtered
+// table go through its filter view only (connFilters.filterRead).
+// Everything else is denied, with a reason. While the warehouse installs or
+// removes filters (setup), its own fixed statements are allowed.
 func queryPolicy(s *authState) sqlite.AuthorizerFn {
-	return func(action sqlite.AuthorizerActionCode, arg1, arg2, dbName, _ string) sqlite.AuthorizerReturnCode {
+	return func(action sqlite.AuthorizerActionCode, arg1, arg2, dbName, view string) sqlite.AuthorizerReturnCode {
+		if s.inSetup() {
+			return sqlite.AuthorizerOK
+		}
 		switch action {
 		case sqlite.AuthSelect, sqlite.AuthRecursive:
 			return sqlite.AuthorizerOK
 		case sqlite.AuthRead:
+			if f := s.filters(); f != nil {
+				if ok, decided, reason := f.filterRead(arg1, arg2, dbName, view); decided {
+					if ok {
+						return sqlite.AuthorizerOK
+					}
+					return s.deny(reason)
+				}
+			}
 			if analyticsReadable(dbName, arg1) {
 				return sqlite.AuthorizerOK
 			}

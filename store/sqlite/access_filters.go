@@ -1,0 +1,208 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/signalsmith/agent-server/store"
+)
+
+// prefixAccessFilter is the id prefix of access filters.
+const prefixAccessFilter = "flt_"
+
+// PutAccessFilter creates an access filter or, when f.ID is set, replaces
+// that filter, in one transaction that also bumps rbac_version. The group is
+// created when the workspace has none of that name. The filter must be
+// valid (store.AccessFilter.Normalize) and on a table of the analytics
+// schema; whether the column exists is for the caller to check against the
+// warehouse (store.AccessFilter.CheckTable), and the warehouse checks it
+// again on every query. It returns ErrInvalid, ErrNotFound for an unknown
+// workspace or filter id, or the filter as stored.
+func (d *DB) PutAccessFilter(ctx context.Context, f store.AccessFilter) (store.AccessFilter, error) {
+	const op = "put access filter"
+	if f.WorkspaceID == "" {
+		return store.AccessFilter{}, invalid(op, "workspace_id", "is required")
+	}
+	if err := f.Normalize(); err != nil {
+		return store.AccessFilter{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := checkName(op, "group", f.Group); err != nil {
+		return store.AccessFilter{}, err
+	}
+	if schema, _, _ := f.SplitTable(); schema != store.SchemaAnalytics {
+		return store.AccessFilter{}, invalid(op, "table", "%q is not in the %s schema, the only one queries read", f.Table, store.SchemaAnalytics)
+	}
+	value, err := json.Marshal(f.Value)
+	if err != nil {
+		return store.AccessFilter{}, invalid(op, "value", "cannot be encoded as JSON")
+	}
+	replace := f.ID != ""
+	if err := ensureID(&f.ID, prefixAccessFilter); err != nil {
+		return store.AccessFilter{}, err
+	}
+	if f.CreatedAt.IsZero() {
+		f.CreatedAt = time.Now()
+	}
+	f.CreatedAt = f.CreatedAt.UTC()
+	err = d.inTx(ctx, func(tx *sql.Tx) error {
+		if err := checkWorkspace(ctx, tx, op, f.WorkspaceID); err != nil {
+			return err
+		}
+		groupID, err := ensureGroup(ctx, tx, f.WorkspaceID, f.Group)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if replace {
+			res, err := tx.ExecContext(ctx, `UPDATE access_filters SET group_id = ?, table_name = ?, column_name = ?,
+				operator = ?, value = ? WHERE workspace_id = ? AND id = ?`,
+				groupID, f.Table, f.Column, f.Operator, string(value), f.WorkspaceID, f.ID)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", op, f.ID, err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", op, f.ID, err)
+			}
+			if n == 0 {
+				return fmt.Errorf("%s %q: %w", op, f.ID, store.ErrNotFound)
+			}
+			return bumpRBAC(ctx, tx)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO access_filters (id, workspace_id, group_id, table_name, column_name,
+			operator, value, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			f.ID, f.WorkspaceID, groupID, f.Table, f.Column, f.Operator, string(value), f.CreatedAt)
+		if err := created(op, f.ID, err); err != nil {
+			return err
+		}
+		return bumpRBAC(ctx, tx)
+	})
+	if err != nil {
+		return store.AccessFilter{}, err
+	}
+	if replace {
+		// The creation time is the stored one.
+		return d.accessFilter(ctx, f.WorkspaceID, f.ID)
+	}
+	return f, nil
+}
+
+// ensureGroup returns the id of the workspace's group named name, creating
+// it when absent.
+func ensureGroup(ctx context.Context, tx *sql.Tx, workspaceID, name string) (string, error) {
+	var id string
+	err := tx.QueryRowContext(ctx, `SELECT id FROM groups WHERE workspace_id = ? AND name = ?`, workspaceID, name).Scan(&id)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return id, err
+	}
+	if id, err = newID(prefixGroup); err != nil {
+		return "", err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO groups (id, workspace_id, name, created_at) VALUES (?, ?, ?, ?)`,
+		id, workspaceID, name, utc(time.Now()))
+	return id, err
+}
+
+const accessFilterColumns = `f.id, f.workspace_id, g.name, f.table_name, f.column_name, f.operator, f.value, f.created_at
+	FROM access_filters f JOIN groups g ON g.id = f.group_id`
+
+func scanAccessFilter(s interface{ Scan(...any) error }) (store.AccessFilter, error) {
+	var f store.AccessFilter
+	var value string
+	if err := s.Scan(&f.ID, &f.WorkspaceID, &f.Group, &f.Table, &f.Column, &f.Operator, &value, &f.CreatedAt); err != nil {
+		return store.AccessFilter{}, err
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(value)))
+	dec.UseNumber()
+	if err := dec.Decode(&f.Value); err != nil {
+		return store.AccessFilter{}, fmt.Errorf("decode value of access filter %s: %w", f.ID, err)
+	}
+	if err := f.Normalize(); err != nil {
+		return store.AccessFilter{}, fmt.Errorf("access filter %s as stored: %w", f.ID, err)
+	}
+	f.CreatedAt = f.CreatedAt.UTC()
+	return f, nil
+}
+
+// accessFilter reads one filter.
+func (d *DB) accessFilter(ctx context.Context, workspaceID, id string) (store.AccessFilter, error) {
+	f, err := scanAccessFilter(d.read.QueryRowContext(ctx, `SELECT `+accessFilterColumns+`
+		WHERE f.workspace_id = ? AND f.id = ?`, workspaceID, id))
+	if err != nil {
+		return store.AccessFilter{}, notFound("get access filter", id, err)
+	}
+	return f, nil
+}
+
+// ListAccessFilters lists a workspace's access filters by group name, table
+// and id.
+func (d *DB) ListAccessFilters(ctx context.Context, workspaceID string) ([]store.AccessFilter, error) {
+	return d.accessFilters(ctx, "list access filters", `SELECT `+accessFilterColumns+`
+		WHERE f.workspace_id = ? ORDER BY g.name, f.table_name, f.id`, workspaceID)
+}
+
+// AccessFiltersFor returns the access filters of the groups in p.Groups
+// and of the groups p.MemberID is in now, in p's workspace: the union of
+// both, so neither a stale principal nor a membership change made during
+// the call lets a query see more rows. A store error is returned as is:
+// the caller must not run the query without filters then.
+func (d *DB) AccessFiltersFor(ctx context.Context, p store.Principal) ([]store.AccessFilter, error) {
+	groups, err := json.Marshal(p.Groups)
+	if err != nil {
+		return nil, fmt.Errorf("access filters for %s: %w", p.MemberID, err)
+	}
+	if p.Groups == nil {
+		groups = []byte("[]")
+	}
+	return d.accessFilters(ctx, "access filters for "+p.MemberID, `SELECT `+accessFilterColumns+`
+		WHERE f.workspace_id = ? AND (
+			f.group_id IN (SELECT group_id FROM group_members WHERE workspace_id = ? AND member_id = ?)
+			OR g.name IN (SELECT value FROM json_each(?)))
+		ORDER BY f.table_name, f.id`, p.WorkspaceID, p.WorkspaceID, p.MemberID, string(groups))
+}
+
+func (d *DB) accessFilters(ctx context.Context, op, query string, args ...any) ([]store.AccessFilter, error) {
+	rows, err := d.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	defer rows.Close()
+	out := []store.AccessFilter{}
+	for rows.Next() {
+		f, err := scanAccessFilter(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return out, nil
+}
+
+// DeleteAccessFilter deletes an access filter and bumps rbac_version in the
+// same transaction. It returns ErrNotFound when the workspace has no filter
+// with that id.
+func (d *DB) DeleteAccessFilter(ctx context.Context, workspaceID, id string) error {
+	const op = "delete access filter"
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM access_filters WHERE workspace_id = ? AND id = ?`, workspaceID, id)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", op, id, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", op, id, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("%s %q: %w", op, strings.TrimSpace(id), store.ErrNotFound)
+		}
+		return bumpRBAC(ctx, tx)
+	})
+}

@@ -30,10 +30,11 @@ type Authorizer interface {
 // Queue is the approval queue over the store. It is safe for concurrent
 // use: every state change is a compare-and-set in the store.
 type Queue struct {
-	store store.Store
-	rbac  Authorizer
-	ttl   time.Duration
-	now   func() time.Time
+	store  store.Store
+	rbac   Authorizer
+	ttl    time.Duration
+	now    func() time.Time
+	notify Notifier
 }
 
 // NewQueue returns a queue whose approvals expire after ttl (DefaultTTL
@@ -43,6 +44,35 @@ func NewQueue(s store.Store, rbac Authorizer, ttl time.Duration) *Queue {
 		ttl = DefaultTTL
 	}
 	return &Queue{store: s, rbac: rbac, ttl: ttl, now: time.Now}
+}
+
+// Notifier hears of every approval the queue creates and of every state
+// it then moves one to. Notify must return at once and never fail the
+// queue: a Webhook queues the delivery and retries in the background.
+type Notifier interface {
+	Notify(a store.Approval)
+}
+
+// SetNotifier makes n hear of the queue's approvals (nil for none). Call it
+// before the queue is used.
+func (q *Queue) SetNotifier(n Notifier) { q.notify = n }
+
+// Flush waits until the notifier delivered (or gave up on) what it was
+// told, or ctx ends. A short-lived process (the CLI) calls it before it
+// exits; it returns at once when the notifier does not queue.
+func (q *Queue) Flush(ctx context.Context) error {
+	if w, ok := q.notify.(interface{ Wait(context.Context) error }); ok {
+		return w.Wait(ctx)
+	}
+	return nil
+}
+
+// notified passes a state change that happened on to the notifier.
+func (q *Queue) notified(a store.Approval, err error) (store.Approval, error) {
+	if err == nil && q.notify != nil {
+		q.notify.Notify(a)
+	}
+	return a, err
 }
 
 // Canonical returns the canonical form of tool arguments and its SHA-256
@@ -107,7 +137,7 @@ func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool str
 	if err != nil {
 		return store.Approval{}, fmt.Errorf("queue %s for approval: %w", tool, err)
 	}
-	return a, nil
+	return q.notified(a, nil)
 }
 
 // CanDecide returns nil when decider may approve or reject a, else an error
@@ -141,8 +171,8 @@ func (q *Queue) CanDecide(ctx context.Context, decider store.Principal, source s
 // its expiry is moved to expired and cannot be approved. Of two deciders at
 // once, one wins; the other gets store.ErrConflict.
 func (q *Queue) Decide(ctx context.Context, decider store.Principal, source, id string, approve bool, comment string) (store.Approval, error) {
-	if len(comment) > 2000 {
-		return store.Approval{}, fmt.Errorf("comment is longer than 2000 bytes: %w", store.ErrInvalid)
+	if len(comment) > MaxComment {
+		return store.Approval{}, fmt.Errorf("comment is longer than %d bytes: %w", MaxComment, store.ErrInvalid)
 	}
 	a, err := q.store.GetApproval(ctx, decider.WorkspaceID, id)
 	if err != nil {
@@ -172,7 +202,7 @@ func (q *Queue) Decide(ctx context.Context, decider store.Principal, source, id 
 	if !approve {
 		change.Outcome = "rejected by " + decider.MemberName
 	}
-	a, err = q.store.TransitionApproval(ctx, a.WorkspaceID, id, change)
+	a, err = q.notified(q.store.TransitionApproval(ctx, a.WorkspaceID, id, change))
 	if err != nil {
 		return store.Approval{}, err
 	}
@@ -201,9 +231,9 @@ func (q *Queue) Cancel(ctx context.Context, p store.Principal, id string) (store
 	if a.RequesterID != p.MemberID {
 		return store.Approval{}, fmt.Errorf("%w: only the requester may cancel approval %s", ErrForbidden, id)
 	}
-	return q.store.TransitionApproval(ctx, a.WorkspaceID, id, store.ApprovalChange{
+	return q.notified(q.store.TransitionApproval(ctx, a.WorkspaceID, id, store.ApprovalChange{
 		From: store.ApprovalPending, To: store.ApprovalCancelled, At: q.now().UTC(), Comment: "cancelled by the requester",
-	})
+	}))
 }
 
 // Begin claims an approved approval for execution (approved -> executing).
@@ -221,9 +251,9 @@ func (q *Queue) Finish(ctx context.Context, a store.Approval, ok bool, outcome s
 	if ok {
 		to = store.ApprovalSucceeded
 	}
-	return q.store.TransitionApproval(ctx, a.WorkspaceID, a.ID, store.ApprovalChange{
+	return q.notified(q.store.TransitionApproval(ctx, a.WorkspaceID, a.ID, store.ApprovalChange{
 		From: store.ApprovalExecuting, To: to, At: q.now().UTC(), Outcome: outcome,
-	})
+	}))
 }
 
 // Expire moves pending approvals past their expiry to expired and returns
@@ -259,10 +289,10 @@ func (q *Queue) Recover(ctx context.Context, workspaceID string) (int, error) {
 		return 0, err
 	}
 	for _, a := range executing {
-		_, err := q.store.TransitionApproval(ctx, a.WorkspaceID, a.ID, store.ApprovalChange{
+		_, err := q.notified(q.store.TransitionApproval(ctx, a.WorkspaceID, a.ID, store.ApprovalChange{
 			From: store.ApprovalExecuting, To: store.ApprovalFailed, At: now,
 			Outcome: "interrupted while executing (the server stopped); not run again: check the outcome and ask again if needed",
-		})
+		}))
 		if err == nil {
 			moved++
 		} else if !errors.Is(err, store.ErrConflict) {
@@ -273,7 +303,7 @@ func (q *Queue) Recover(ctx context.Context, workspaceID string) (int, error) {
 }
 
 func (q *Queue) expire(ctx context.Context, a store.Approval, now time.Time) (store.Approval, error) {
-	return q.store.TransitionApproval(ctx, a.WorkspaceID, a.ID, store.ApprovalChange{
+	return q.notified(q.store.TransitionApproval(ctx, a.WorkspaceID, a.ID, store.ApprovalChange{
 		From: store.ApprovalPending, To: store.ApprovalExpired, At: now, Outcome: "expired without a decision",
-	})
+	}))
 }

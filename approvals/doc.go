@@ -1,7 +1,8 @@
 // Package approvals owns the human-in-the-loop workflow of DESIGN.md
 // section 7: the queue and its state machine (pending -> approved ->
 // executing -> succeeded | failed; pending -> rejected | expired |
-// cancelled), who may decide, and crash recovery.
+// cancelled), who may decide, crash recovery, notifications, and the web
+// queue and JSON API where people decide.
 //
 // An approval pins the tool, the canonical JSON arguments (Canonical) and
 // their SHA-256, the requester, and the policy version, rules, reason and
@@ -9,6 +10,53 @@
 // stored state, so an approval executes at most once: Begin lets exactly one
 // caller move it from approved to executing, and Recover resolves an
 // approval a crash left executing as failed instead of running it again.
+//
+// # Notifications
+//
+// A Queue tells its Notifier of every approval it creates and every state
+// it moves one to. Webhook is the Notifier the server uses for
+// serve --approval-webhook: Slack-compatible JSON, delivered in the
+// background with retries and backoff, never blocking the queue or the
+// call; a failure is logged, never shown to the agent. A message carries
+// only ids, the tool, the state, the policy's reason and the link.
+//
+// # Web queue and API
+//
+// Web serves the web queue under /approvals (source UI) and the JSON API
+// under /api/v1/approvals (source API). It does not import the server: the
+// server injects how keys are checked (AuthenticateFunc), how a key's
+// principal is read afresh (PrincipalFunc), how an approved call runs
+// (ExecuteFunc, the gate) and how the object a call acts on is found for
+// the diff (TargetFunc). Pages are html/template from embed.FS with one
+// style sheet and no JavaScript. Every response carries a strict
+// Content-Security-Policy, X-Frame-Options DENY, nosniff, no referrer and
+// no caching.
+//
+// Sessions: a person signs in with a user API key (agent keys are refused).
+// The session id is 32 random bytes in a cookie that is HttpOnly,
+// SameSite=Strict, Path=/approvals, Secure under TLS and expires after 8
+// hours. Sessions live in server memory, keyed by the SHA-256 of the id, so
+// a restart signs everyone out (a deliberate trade: nothing to migrate,
+// nothing a database dump could replay). A session is bound to the key that
+// signed in, and every request reads that key's principal again: revoking
+// or expiring the key, or changing the member's role, applies at the
+// session's next request, and a revoked key's session is ended.
+//
+// CSRF: every POST carries a per-session random token in a hidden field,
+// compared in constant time; the sign-in form, which has no session yet,
+// uses the same token in a short-lived cookie scoped to the sign-in path
+// (double submit). Before that, a POST whose Sec-Fetch-Site is cross-site,
+// or whose Origin (or, without one, Referer) names another origin, is
+// refused. Browsers send "Origin: null" with forms under Referrer-Policy
+// no-referrer, which is treated as no information; SameSite=Strict and the
+// token still apply. Refused POSTs change nothing: no session (401), a
+// foreign origin or a wrong token (403).
+//
+// Errors map to HTTP status in one table (errorKinds): unauthenticated
+// 401, ErrForbidden 403, store.ErrNotFound 404, store.ErrConflict 409 (also
+// an expired or already decided approval), too large 413, wrong method 405,
+// store.ErrInvalid 400; anything else is 500 with a request id and no
+// detail.
 //
 // approvals imports store and guardrails; never tools or server.
 package approvals

@@ -78,6 +78,9 @@ type Call struct {
 	ResourceID string
 	// Summary is a short, PII-free description of the result for audit.
 	Summary string
+	// Facts are what the tool's FactsFunc computed for the guardrails
+	// before the call ran, so the handler need not compute them again.
+	Facts map[string]any
 }
 
 // Error is a failure the calling model should see: what was wrong and what
@@ -140,6 +143,7 @@ func All(d Deps) []Tool {
 	all = append(all, syncTools(d)...)
 	all = append(all, governanceTools(d)...)
 	all = append(all, approvalTools(d)...)
+	all = append(all, auditTools(d)...)
 	sort.Slice(all, func(i, j int) bool { return all[i].Spec.Name < all[j].Spec.Name })
 	return all
 }

@@ -17,8 +17,15 @@ var wantPermission = map[string]string{
 	"list_models":       "models.read",
 	"get_model":         "models.read",
 	"preview_model":     "models.read",
+	"create_model":      "models.create",
+	"update_model":      "models.update",
+	"delete_model":      "models.delete",
 	"list_audiences":    "audiences.read",
 	"get_audience":      "audiences.read",
+	"preview_audience":  "audiences.read",
+	"create_audience":   "audiences.create",
+	"update_audience":   "audiences.update",
+	"delete_audience":   "audiences.delete",
 	"list_destinations": "destinations.read",
 	"get_destination":   "destinations.read",
 	"list_syncs":        "syncs.read",
@@ -27,6 +34,20 @@ var wantPermission = map[string]string{
 	"list_approvals":    "approvals.read",
 	"get_approval":      "approvals.read",
 	"cancel_approval":   "approvals.read", // own requests only
+	"search_audit":      "audit.read",
+}
+
+// wantWriteHints are the annotations of tools that change state (their
+// readOnlyHint is false and their Write is true): whether a call can
+// destroy something, and whether repeating it changes nothing more.
+var wantWriteHints = map[string]struct{ destructive, idempotent bool }{
+	"create_model":    {false, false},
+	"update_model":    {false, true}, // replaces the fields it is given
+	"delete_model":    {true, true},
+	"create_audience": {false, false},
+	"update_audience": {false, true},
+	"delete_audience": {true, true},
+	"cancel_approval": {false, true},
 }
 
 func TestToolSpecs(t *testing.T) {
@@ -69,8 +90,21 @@ func TestToolSpecs(t *testing.T) {
 			if *a.ReadOnlyHint && *a.DestructiveHint {
 				t.Error("a read-only tool cannot be destructive")
 			}
+			if !reads && !tool.Write {
+				t.Errorf("tool with the write permission %s does not declare Write", tool.Permission)
+			}
+			if hints, ok := wantWriteHints[spec.Name]; ok {
+				if *a.ReadOnlyHint || !tool.Write || *a.DestructiveHint != hints.destructive ||
+					*a.IdempotentHint != hints.idempotent || *a.OpenWorldHint {
+					t.Errorf("annotations %+v, write %v; want not read-only, destructive %v, idempotent %v, closed world",
+						a, tool.Write, hints.destructive, hints.idempotent)
+				}
+			}
 			if tool.Resource == "" || tool.Handler == nil {
 				t.Error("tool lacks a resource type or a handler")
+			}
+			if _, err := json.Marshal(spec); err != nil {
+				t.Fatalf("the tool cannot be listed: %v", err)
 			}
 			var schema map[string]any
 			if err := json.Unmarshal(spec.RawInputSchema, &schema); err != nil || schema["type"] != "object" {

@@ -19,7 +19,7 @@ func warehouseTools(d Deps) []Tool {
 	return []Tool{
 		{
 			Spec: mcp.NewTool("list_tables", append(readOnly("List warehouse tables"),
-				mcp.WithDescription("List the warehouse tables you may read, as schema.table names. Use describe_table to see a table's columns before building a model or an audience."),
+				mcp.WithDescription("List the warehouse tables you may read, as schema.table names. Use describe_table to see a table's columns before building a model or an audience. In SQL, name a table without its schema (customers, not analytics.customers): a table with an access filter for you can only be read that way, and shows no row count."),
 				mcp.WithInputSchema[listTablesArgs]())...),
 			Permission: "sources.read",
 			Resource:   "table",
@@ -30,6 +30,20 @@ func warehouseTools(d Deps) []Tool {
 				tables, err := d.Warehouse.Tables(ctx)
 				if err != nil {
 					return Output{}, fmt.Errorf("list tables: %w", err)
+				}
+				// A row count comes from the warehouse's statistics, over
+				// all rows: a table with an access filter for the caller
+				// shows none.
+				filters, err := d.Store.AccessFiltersFor(ctx, call.Principal)
+				if err != nil {
+					return Output{}, fmt.Errorf("list tables: %w", err)
+				}
+				for i := range tables {
+					for _, f := range filters {
+						if strings.EqualFold(f.Table, tables[i].QualifiedName()) {
+							tables[i].RowCount = nil
+						}
+					}
 				}
 				names := make([]string, len(tables))
 				for i, t := range tables {

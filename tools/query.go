@@ -1,0 +1,59 @@
+package tools
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/store"
+)
+
+// queryLimits returns the limits of a warehouse query run for the caller:
+// the server's timeout and row cap, and the caller's access filters, read
+// from the store for this call. Every tool that queries the warehouse for a
+// caller must use it. An error means the filters are unknown: the query
+// must not run (fail closed).
+func (d Deps) queryLimits(ctx context.Context, call *Call) (store.QueryLimits, error) {
+	limits := d.Limits
+	filters, err := d.Store.AccessFiltersFor(ctx, call.Principal)
+	if err != nil {
+		return store.QueryLimits{}, fmt.Errorf("access filters of %s: %w", call.Principal.MemberID, err)
+	}
+	limits.Filters = filters
+	return limits, nil
+}
+
+// queryError turns a warehouse error into one the model can act on: a
+// query over its time limit, one the engine refused, or SQL the engine
+// cannot compile. what names the query ("the model's SQL", "the preview").
+// Any other error is returned as it is (internal).
+func queryError(err error, limits store.QueryLimits, what string) error {
+	switch {
+	case errors.Is(err, store.ErrQueryLimit):
+		limit := "its time limit"
+		if limits.Timeout > 0 {
+			limit = limits.Timeout.String()
+		}
+		return Errorf("the query took longer than %s and was cancelled; narrow it (fewer rows, a simpler model SQL, fewer joins) and try again", limit)
+	case errors.Is(err, store.ErrQueryRefused):
+		return Errorf("the warehouse refused %s: %s", what, queryDetail(err))
+	case errors.Is(err, store.ErrInvalid):
+		return Errorf("%s is not valid SQL for the warehouse: %s", what, queryDetail(err))
+	}
+	return err
+}
+
+// queryDetail is a warehouse error's message without the error kinds,
+// which queryError already put in words. The warehouse's messages name
+// tables, columns, functions and SQL syntax, never data; anything that
+// looks like an API key is cut to its prefix all the same.
+func queryDetail(err error) string {
+	msg := err.Error()
+	for _, s := range []string{store.ErrQueryRefused.Error() + ": ", "query: "} {
+		msg = strings.ReplaceAll(msg, s, "")
+	}
+	msg = strings.ReplaceAll(msg, ": "+store.ErrInvalid.Error(), "")
+	return guardrails.RedactString(msg)
+}

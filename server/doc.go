@@ -1,7 +1,8 @@
 // Package server is the MCP server of SignalSmith: the mcp-go server with
 // every tool of package tools registered behind the gate, the stdio and
-// streamable HTTP transports, the HTTP mux (/mcp, /healthz, /readyz) and
-// API key authentication.
+// streamable HTTP transports, the HTTP mux (/mcp, /healthz, /readyz,
+// /metrics, the approval queue), API key authentication, and the shipper of
+// the audit trail to the warehouse.
 //
 // The gate (gate.go) is the one place every tool call passes, in a fixed
 // order: authenticate the key, authorize the tool's permission with RBAC,
@@ -10,6 +11,16 @@
 // unknown tool is audited by an error hook. HTTP requests to /mcp are
 // authenticated before MCP sees them: a missing or bad key gets 401, and
 // the refusal is audited.
+//
+// Audit: a read, a denial or a failure is recorded (durably, in a group
+// commit shared with concurrent calls) before the answer; a tool that
+// writes carries its event into the store with the call
+// (store.WithPendingAudit), which records it in the same transaction as the
+// change. The Shipper (shipper.go) moves the store's outbox to the
+// warehouse's cdp_audit schema through a store.AuditSink, retrying with
+// backoff while the warehouse is down. /metrics (metrics.go) serves the
+// audit backlog, decisions by effect and call latency per tool; it holds no
+// secret or personal data and is not authenticated.
 //
 // Errors: a failure the model should read is a tool result with IsError and
 // a message saying what to do next; anything else is logged with a request

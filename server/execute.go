@@ -37,17 +37,26 @@ func (g *Gate) Execute(ctx context.Context, a store.Approval, source string) (st
 	ev := g.event(ctx, a.Tool, a.Args, start)
 	ev.Source, ev.ApprovalID, ev.WorkspaceID = source, a.ID, a.WorkspaceID
 	ev.ActorType, ev.ActorID, ev.ActorName, ev.KeyPrefix = a.RequesterKind, a.RequesterID, a.RequesterName, a.KeyPrefix
-	outcome, runErr := g.runApproved(ctx, a, ev)
+	outcome, written, runErr := g.runApproved(ctx, a, ev, start)
 	ok := runErr == nil
-	if !ok {
+	switch {
+	case written:
+		// The change and its event (executed) were committed together.
+		g.metrics.observe(ev, ev.Tool)
+		if !ok {
+			outcome, ok = "executed; the result could not be recorded", true
+		}
+	case !ok:
 		outcome = runErr.Error()
 		ev.Decision, ev.Reason = store.DecisionFailed, guardrails.RedactString(outcome)
-	} else {
+	default:
 		ev.Decision = store.DecisionExecuted
 		ev.Reason = "approved by " + a.DeciderName
 	}
-	if err := g.audit(context.WithoutCancel(ctx), ev, start); err != nil {
-		outcome, ok = "the outcome could not be audited", false
+	if !written {
+		if err := g.audit(context.WithoutCancel(ctx), ev, start); err != nil {
+			outcome, ok = "the outcome could not be audited", false
+		}
 	}
 	if len(outcome) > maxOutcome {
 		outcome = outcome[:maxOutcome]
@@ -56,29 +65,31 @@ func (g *Gate) Execute(ctx context.Context, a store.Approval, source string) (st
 }
 
 // runApproved re-checks and runs the pinned call. Its error text is what
-// the approval's outcome says; it carries no internal detail.
-func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.AuditEvent) (string, error) {
+// the approval's outcome says; it carries no internal detail. written
+// reports that the call's change was committed with its audit event (see
+// Gate): then ev is that event and must not be written again.
+func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.AuditEvent, start time.Time) (string, bool, error) {
 	t, ok := g.tools[a.Tool]
 	if !ok {
-		return "", fmt.Errorf("tool %s no longer exists", a.Tool)
+		return "", false, fmt.Errorf("tool %s no longer exists", a.Tool)
 	}
 	ev.Action, ev.ResourceType = t.Permission, t.Resource
 	k, err := g.store.KeyByPrefix(ctx, a.KeyPrefix)
 	if err != nil {
-		return "", errors.New("the requesting key no longer exists")
+		return "", false, errors.New("the requesting key no longer exists")
 	}
 	p, err := g.store.Principal(ctx, k.ID, g.now())
 	if err != nil {
-		return "", errors.New("the requesting key was revoked or expired, so the call did not run")
+		return "", false, errors.New("the requesting key was revoked or expired, so the call did not run")
 	}
 	if t.Permission != "" {
 		acc, err := g.rbac.Authorize(ctx, p, t.Permission)
 		if err != nil {
 			g.log.Error("authorize approved call", "approval", a.ID, "err", err)
-			return "", errors.New("authorization could not be checked, so the call did not run")
+			return "", false, errors.New("authorization could not be checked, so the call did not run")
 		}
 		if !acc.Allowed {
-			return "", fmt.Errorf("the requester may no longer do this (%s), so the call did not run", acc.Reason)
+			return "", false, fmt.Errorf("the requester may no longer do this (%s), so the call did not run", acc.Reason)
 		}
 	}
 	call := &tools.Call{Principal: p, Tool: t.Spec.Name}
@@ -92,26 +103,35 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 	case guardrails.EffectRequireApproval:
 		for _, r := range v.Rules {
 			if !slices.Contains(a.Rules, r) {
-				return "", fmt.Errorf("conditions changed since the request: %s now also applies, which this approval did not cover", r)
+				return "", false, fmt.Errorf("conditions changed since the request: %s now also applies, which this approval did not cover", r)
 			}
 		}
 	default:
-		return "", fmt.Errorf("conditions changed since the request: %s", v.Reason)
+		return "", false, fmt.Errorf("conditions changed since the request: %s", v.Reason)
 	}
-	res, err := g.Handler(t)(context.WithValue(ctx, callKey{}, call), mcp.CallToolRequest{Params: mcp.CallToolParams{Name: a.Tool, Arguments: a.Args}})
-	ev.ResourceID, ev.Result = call.ResourceID, call.Summary
+	hctx := context.WithValue(ctx, callKey{}, call)
+	var pending *store.PendingAudit
+	if t.Write {
+		ev.Reason = "approved by " + a.DeciderName
+		hctx, pending = store.WithPendingAudit(hctx, ev, g.prepare(call, start))
+	}
+	res, err := g.Handler(t)(hctx, mcp.CallToolRequest{Params: mcp.CallToolParams{Name: a.Tool, Arguments: a.Args}})
+	written := pending.Written()
+	if !written {
+		ev.ResourceID, ev.Result = call.ResourceID, call.Summary
+	}
 	if err != nil {
 		g.log.Error("approved call failed", "approval", a.ID, "request_id", ev.RequestID, "err", err)
-		return "", errors.New(internalMessage(ev.RequestID))
+		return "", written, errors.New(internalMessage(ev.RequestID))
 	}
 	if res.IsError {
-		return "", errors.New(resultText(res))
+		return "", written, errors.New(resultText(res))
 	}
 	data, err := json.Marshal(res.StructuredContent)
 	if err != nil {
-		return "", errors.New(internalMessage(ev.RequestID))
+		return "", written, errors.New(internalMessage(ev.RequestID))
 	}
-	return string(data), nil
+	return string(data), written, nil
 }
 
 // sweepInterval is how often pending approvals past their expiry expire.

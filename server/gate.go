@@ -19,14 +19,24 @@ import (
 // Gate is the one place every tool call passes: authenticate, authorize,
 // run, audit. Tools declare what they need; they never call the gate's
 // parts themselves.
+//
+// Audit: every call is one event. A read, a denial or a failure is written
+// (and on disk) before the caller gets the result. A call to a tool that
+// writes carries its event into the handler as a pending audit event
+// (store.WithPendingAudit): the store records it, decision executed, in the
+// same transaction as the state change, so a change is never committed
+// without its record nor a record without its change. If the handler
+// commits nothing (it failed, or changed nothing), the gate writes the
+// event afterwards as for a read.
 type Gate struct {
-	auth  *Authenticator
-	rbac  *guardrails.RBAC
-	store store.Store
-	tools map[string]tools.Tool
-	guard *guard
-	log   *slog.Logger
-	now   func() time.Time
+	auth    *Authenticator
+	rbac    *guardrails.RBAC
+	store   store.Store
+	tools   map[string]tools.Tool
+	guard   *guard
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
 }
 
 // NewGate returns the gate for the given tools.
@@ -123,7 +133,21 @@ func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerF
 		default:
 			return g.deny(ctx, ev, start, policyReason(v), deniedMessage(v)), nil
 		}
-		res, err := next(context.WithValue(ctx, callKey{}, call), req)
+		hctx := context.WithValue(ctx, callKey{}, call)
+		var pending *store.PendingAudit
+		if t.Write {
+			hctx, pending = store.WithPendingAudit(hctx, ev, g.prepare(call, start))
+		}
+		res, err := next(hctx, req)
+		if pending.Written() {
+			// The event was committed with the change, as executed.
+			g.metrics.observe(ev, ev.Tool)
+			if err != nil {
+				g.log.Error("tool failed after its change was committed", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
+				return mcp.NewToolResultError(internalMessage(ev.RequestID)), nil
+			}
+			return res, nil
+		}
 		ev.ResourceID = call.ResourceID
 		ev.Result = call.Summary
 		switch {
@@ -317,12 +341,37 @@ func (g *Gate) deny(ctx context.Context, ev *store.AuditEvent, start time.Time, 
 // audit writes ev durably. It runs on a context that is not cancelled with
 // the request, so a client hanging up cannot leave a call unrecorded.
 func (g *Gate) audit(ctx context.Context, ev *store.AuditEvent, start time.Time) error {
-	ev.LatencyMS = float64(g.now().Sub(start).Microseconds()) / 1000
+	ev.LatencyMS = latencyMS(g.now().Sub(start))
 	if err := g.store.AppendAudit(context.WithoutCancel(ctx), *ev); err != nil {
 		g.log.Error("audit write failed", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
 		return err
 	}
+	tool := ""
+	if _, ok := g.tools[ev.Tool]; ok {
+		tool = ev.Tool
+	}
+	g.metrics.observe(ev, tool)
 	return nil
+}
+
+// prepare returns the function that completes a pending audit event when
+// the store records it with the change: what the handler said of the call
+// so far and the latency until then.
+func (g *Gate) prepare(call *tools.Call, start time.Time) func(*store.AuditEvent) {
+	return func(e *store.AuditEvent) {
+		if call.ResourceID != "" {
+			e.ResourceID = call.ResourceID
+		}
+		if call.Summary != "" {
+			e.Result = call.Summary
+		}
+		e.LatencyMS = latencyMS(g.now().Sub(start))
+	}
+}
+
+// latencyMS is a duration in milliseconds with microsecond precision.
+func latencyMS(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
 }
 
 // setActor records the authenticated caller in ev.

@@ -57,6 +57,7 @@ func (gd *guard) decide(ctx context.Context, t tools.Tool, call *tools.Call, sou
 		}
 		in.Facts = facts
 		v.Facts = facts
+		call.Facts = facts
 	}
 	if source == store.SourceAI && in.Operation != "read" {
 		frozen, err := gd.store.WritesFrozen(ctx, call.Principal.WorkspaceID)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/signalsmith/agent-server/store"
 )
 
@@ -20,10 +21,19 @@ import (
 const DefaultMaxBody = 1 << 20
 
 // Handler returns the HTTP surface: /mcp (streamable HTTP, bearer key),
-// /healthz and /readyz.
+// the approval web queue /approvals and its API /api/v1/approvals, /healthz,
+// /readyz and /metrics (Prometheus, unauthenticated: see metrics).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", s.protectMCP(s.mcpHTTP))
+	// The approval web queue (session cookie) and its JSON API (bearer key).
+	for _, prefix := range []string{"/approvals", "/approvals/", "/api/v1/approvals", "/api/v1/approvals/"} {
+		mux.Handle(prefix, s.approvalsWeb)
+	}
+	// Prometheus metrics: counts, durations and tool names only, no secret
+	// or personal data, so no authentication; the listener is loopback
+	// unless the operator chose otherwise.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gate.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

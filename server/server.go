@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signalsmith/agent-server/approvals"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
@@ -47,6 +48,10 @@ type Config struct {
 	// BaseURL is where people reach this server, for approval links
 	// (default http://127.0.0.1:8080).
 	BaseURL string
+	// ApprovalWebhook, when set, is called (Slack-compatible JSON, in the
+	// background, with retries) when an approval is created and when it
+	// changes state.
+	ApprovalWebhook string
 }
 
 // Server is the MCP server with its gate and HTTP surface.
@@ -60,6 +65,7 @@ type Server struct {
 	log            *slog.Logger
 	maxBody        int64
 	allowedOrigins []string
+	approvalsWeb   *approvals.Web
 }
 
 // New builds the MCP server: every tool of package tools registered behind
@@ -101,6 +107,9 @@ func New(cfg Config) (*Server, error) {
 		ApprovalURL: approvalURL,
 	})
 	gate = NewGate(auth, cfg.RBAC, cfg.Store, all, log)
+	// The audit backlog gauge reads the store's outbox when it has one.
+	outbox, _ := cfg.Store.(store.AuditOutbox)
+	gate.metrics = newMetrics(outbox)
 	gate.guard = &guard{
 		engine:      cfg.Policies,
 		queue:       cfg.Approvals,
@@ -134,6 +143,14 @@ func New(cfg Config) (*Server, error) {
 		allowedOrigins: cfg.AllowedOrigins,
 	}
 	srv.mcpHTTP = mcpserver.NewStreamableHTTPServer(s, mcpserver.WithEndpointPath("/mcp"))
+	if err := approvalNotifier(cfg, approvalURL, log); err != nil {
+		return nil, err
+	}
+	web, err := approvalsWeb(cfg, auth, gate, approvalURL, base, log)
+	if err != nil {
+		return nil, err
+	}
+	srv.approvalsWeb = web
 	return srv, nil
 }
 
@@ -167,6 +184,10 @@ When a call is denied, the message says why and what to do instead; do not retry
 
 // Gate returns the server's gate, for benchmarks and in-process harnesses.
 func (s *Server) Gate() *Gate { return s.gate }
+
+// Metrics returns the registry behind /metrics, for the audit shipper and
+// other parts of the process to register theirs in.
+func (s *Server) Metrics() *prometheus.Registry { return s.gate.metrics.reg }
 
 // Approvals returns the approval queue the gate uses.
 func (s *Server) Approvals() *approvals.Queue { return s.gate.guard.queue }

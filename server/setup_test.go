@@ -30,15 +30,21 @@ import (
 const demoScale = 400
 
 // templateWarehouse generates the demo warehouse once per test binary; each
-// test copies it into its own data directory.
-var templateWarehouse = sync.OnceValues(func() (string, error) {
+// test copies it into its own data directory. defaultScaleWarehouse is the
+// demo at its default scale, for the few tests that need its numbers.
+var (
+	templateWarehouse     = sync.OnceValues(func() (string, error) { return generateTemplate(demoScale) })
+	defaultScaleWarehouse = sync.OnceValues(func() (string, error) { return generateTemplate(sqlite.DefaultDemoScale) })
+)
+
+func generateTemplate(scale int) (string, error) {
 	dir, err := os.MkdirTemp("", "signalsmith-server-test-")
 	if err != nil {
 		return "", err
 	}
-	err = sqlite.GenerateDemo(context.Background(), dir, sqlite.DemoOptions{Scale: demoScale, Seed: 7})
+	err = sqlite.GenerateDemo(context.Background(), dir, sqlite.DemoOptions{Scale: scale, Seed: 7})
 	return dir, err
-})
+}
 
 // env is one server over its own data directory, served on loopback.
 type env struct {
@@ -61,8 +67,14 @@ type env struct {
 // configuration before it is built.
 func setup(t testing.TB, opts ...func(*server.Config)) *env {
 	t.Helper()
+	return setupOn(t, templateWarehouse, opts...)
+}
+
+// setupOn is setup over another template warehouse.
+func setupOn(t testing.TB, template func() (string, error), opts ...func(*server.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
-	tmpl, err := templateWarehouse()
+	tmpl, err := template()
 	if err != nil {
 		t.Fatalf("generate demo warehouse: %v", err)
 	}

@@ -30,6 +30,7 @@ func (m *Main) approvalsCmd(ctx context.Context, args []string) error {
 	c := serveConfig{addr: "127.0.0.1:8080", timeout: 30 * time.Second, maxRows: 10000}
 	fs.StringVar(&c.policy, "policy", "", "approve: the policy file the server runs with (default: the applied policies, see signalsmith policies)")
 	fs.StringVar(&c.baseURL, "public-url", "", "the server's public URL, for links")
+	fs.StringVar(&c.webhook, "approval-webhook", m.Getenv("SIGNALSMITH_APPROVAL_WEBHOOK"), "approve/reject: URL to notify of the decision (env SIGNALSMITH_APPROVAL_WEBHOOK)")
 	pos, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return errUsage
@@ -100,6 +101,12 @@ func (m *Main) decide(ctx context.Context, db *sqlite.DB, ws store.Workspace, id
 	if err != nil {
 		return fmt.Errorf("SIGNALSMITH_API_KEY: %w", err)
 	}
+	defer func() {
+		// Let the webhook hear of the decision before the process exits.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+		defer cancel()
+		_ = srv.Approvals().Flush(flushCtx)
+	}()
 	a, err := srv.Approvals().Decide(ctx, p, store.SourceCLI, id, approve, comment)
 	if err != nil {
 		return approvalError(id, err)

@@ -63,7 +63,7 @@ func (m *Main) keysCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	k, key, err := createKey(ctx, db, store.NewKey{
+	k, key, err := createKey(ctx, db, ws, store.SourceCLI, store.NewKey{
 		WorkspaceID: ws.ID, MemberName: *name, Kind: *kind, Role: *role, OwnerName: *owner, Name: *name,
 	}, *expires)
 	if err != nil {
@@ -73,8 +73,10 @@ func (m *Main) keysCreate(ctx context.Context, args []string) error {
 }
 
 // createKey generates a key, stores its hash and returns the record and the
-// full key, which exists nowhere else.
-func createKey(ctx context.Context, s store.Store, nk store.NewKey, lifetime time.Duration) (store.Key, string, error) {
+// full key, which exists nowhere else. The creation is audited in the same
+// transaction, with source (CLI, or SYSTEM for the demo keys serve creates)
+// and the key's masked prefix, never its secret.
+func createKey(ctx context.Context, s store.Store, ws store.Workspace, source string, nk store.NewKey, lifetime time.Duration) (store.Key, string, error) {
 	key, prefix, hash, err := server.NewKeySecret(0)
 	if err != nil {
 		return store.Key{}, "", err
@@ -84,7 +86,21 @@ func createKey(ctx context.Context, s store.Store, nk store.NewKey, lifetime tim
 		exp := time.Now().UTC().Add(lifetime)
 		nk.ExpiresAt = &exp
 	}
-	k, err := s.CreateKey(ctx, nk)
+	args := map[string]any{"command": "keys create", "member": nk.MemberName, "kind": nk.Kind, "role": nk.Role, "name": nk.Name}
+	if nk.OwnerName != "" {
+		args["owner"] = nk.OwnerName
+	}
+	if nk.ExpiresAt != nil {
+		args["expires_at"] = nk.ExpiresAt.Format(time.RFC3339)
+	}
+	ev := operatorEvent(ws, source, "members.manage", "api_key",
+		fmt.Sprintf("created %s key %s for %s (role %s)", nk.Kind, server.MaskKey(prefix), nk.MemberName, nk.Role), args)
+	var k store.Key
+	err = audited(ctx, s, ev, func(ctx context.Context) error {
+		var err error
+		k, err = s.CreateKey(ctx, nk)
+		return err
+	})
 	if err != nil {
 		return store.Key{}, "", fmt.Errorf("create key: %w", err)
 	}
@@ -153,7 +169,14 @@ func (m *Main) keysRevoke(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	k, err := db.RevokeKey(ctx, ws.ID, pos[0], time.Now().UTC())
+	var k store.Key
+	ev := operatorEvent(ws, store.SourceCLI, "members.manage", "api_key", "revoked",
+		map[string]any{"command": "keys revoke", "key": pos[0]})
+	err = audited(ctx, db, ev, func(ctx context.Context) error {
+		var err error
+		k, err = db.RevokeKey(ctx, ws.ID, pos[0], time.Now().UTC())
+		return err
+	})
 	if err != nil {
 		return keyError(pos[0], err)
 	}
@@ -177,7 +200,14 @@ func (m *Main) keysRotate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	k, err := db.ReplaceKey(ctx, ws.ID, pos[0], prefix, hash, time.Now().UTC())
+	var k store.Key
+	ev := operatorEvent(ws, store.SourceCLI, "members.manage", "api_key", "rotated: the old key is revoked, its successor is "+server.MaskKey(prefix),
+		map[string]any{"command": "keys rotate", "key": pos[0]})
+	err = audited(ctx, db, ev, func(ctx context.Context) error {
+		var err error
+		k, err = db.ReplaceKey(ctx, ws.ID, pos[0], prefix, hash, time.Now().UTC())
+		return err
+	})
 	if err != nil {
 		return keyError(pos[0], err)
 	}

@@ -48,17 +48,16 @@ func (m *Main) policiesCmd(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := db.ApplyPolicySet(ctx, ws.ID, store.PolicySet{Version: set.Version, Source: string(data), AppliedBy: "operator"}); err != nil {
+		ps := store.PolicySet{Version: set.Version, Source: string(data), AppliedBy: "operator"}
+		if err := auditPolicyChange(ctx, db, ws, "applied policy set "+set.Version+" from "+args[1], ps); err != nil {
 			return err
 		}
-		m.auditPolicyChange(ctx, db, ws, "applied policy set "+set.Version+" from "+args[1])
 		fmt.Fprintf(m.Stdout, "Applied policy set %s (%d policies). Running servers use it within seconds.\n", set.Version, len(set.Policies))
 		return nil
 	case "reset":
-		if err := db.ApplyPolicySet(ctx, ws.ID, store.PolicySet{AppliedBy: "operator"}); err != nil {
+		if err := auditPolicyChange(ctx, db, ws, "reset to the shipped default policies", store.PolicySet{AppliedBy: "operator"}); err != nil {
 			return err
 		}
-		m.auditPolicyChange(ctx, db, ws, "reset to the shipped default policies")
 		fmt.Fprintln(m.Stdout, "The shipped default policies apply again.")
 		return nil
 	default:
@@ -67,15 +66,13 @@ func (m *Main) policiesCmd(ctx context.Context, args []string) error {
 	}
 }
 
-// auditPolicyChange records a policy change made from the command line.
-func (m *Main) auditPolicyChange(ctx context.Context, db *sqlite.DB, ws store.Workspace, what string) {
-	err := db.AppendAudit(ctx, store.AuditEvent{
-		WorkspaceID: ws.ID, ActorType: "operator", Source: store.SourceCLI, Action: "governance.manage",
-		ResourceType: "policy", ResourceID: ws.ID, Decision: store.DecisionExecuted, Result: what,
-	})
-	if err != nil {
-		fmt.Fprintln(m.Stderr, "warning: the change was made but its audit record failed:", err)
-	}
+// auditPolicyChange applies a policy set from the command line, audited in
+// the same transaction.
+func auditPolicyChange(ctx context.Context, db *sqlite.DB, ws store.Workspace, what string, ps store.PolicySet) error {
+	ev := operatorEvent(ws, store.SourceCLI, "governance.manage", "policy", what,
+		map[string]any{"command": "policies", "version": ps.Version})
+	ev.ResourceID = ws.ID
+	return audited(ctx, db, ev, func(ctx context.Context) error { return db.ApplyPolicySet(ctx, ws.ID, ps) })
 }
 
 // policiesFor returns the policy set a server uses: the --policy file when

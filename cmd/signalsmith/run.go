@@ -26,6 +26,9 @@ Commands:
   keys create --name N --role R [--kind user|agent] [--owner NAME] [--expires 720h] [--json]
   keys list [--json] | keys revoke ID | keys rotate ID [--json]
   audit tail [-n 20] [--json]                          show the latest audit events
+  audit verify [--json]                                check the hash chain in the store and the warehouse copy
+  audit status [--json]                                the shipping backlog and the last shipped event
+  audit export [--format jsonl|csv] [--since T] [--until T] [--output FILE]
   workspace freeze|unfreeze|status                     the kill switch for AI writes
   approvals list [--state S] [--json] | show ID [--json]
   approvals approve|reject ID [--comment C] [--policy FILE]   decide as SIGNALSMITH_API_KEY's person

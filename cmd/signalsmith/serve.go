@@ -35,6 +35,7 @@ type serveConfig struct {
 	maxRows  int
 	policy   string
 	baseURL  string
+	webhook  string
 }
 
 func (m *Main) serve(ctx context.Context, args []string) error {
@@ -51,6 +52,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	fs.IntVar(&c.maxRows, "max-rows", 10000, "row cap of every warehouse query")
 	fs.StringVar(&c.policy, "policy", "", "YAML policy file replacing the default AI policies")
 	fs.StringVar(&c.baseURL, "public-url", "", "URL people use to reach this server, for approval links (default http://ADDR)")
+	fs.StringVar(&c.webhook, "approval-webhook", m.Getenv("SIGNALSMITH_APPROVAL_WEBHOOK"), "URL called (Slack-compatible JSON) when an approval is created or decided (env SIGNALSMITH_APPROVAL_WEBHOOK)")
 	if pos, err := parseFlags(fs, args); err != nil || len(pos) > 0 {
 		return errUsage
 	}
@@ -96,10 +98,47 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if c.policy == "" {
 		go watchPolicies(ctx, db, ws, srv.Policies(), m.logger(), policyPoll)
 	}
-	if c.stdio {
-		return m.serveStdio(ctx, srv)
+	stopShipping, err := m.shipAudit(db, srv)
+	if err != nil {
+		return err
 	}
-	return m.serveHTTP(ctx, srv, c)
+	if c.stdio {
+		err = m.serveStdio(ctx, srv)
+	} else {
+		err = m.serveHTTP(ctx, srv, c)
+	}
+	// The shipper stops after the server, so the events of the last calls
+	// ship too (within the shipper's drain time).
+	stopShipping()
+	return err
+}
+
+// shipAudit starts shipping audit events from the store's outbox to the
+// warehouse's cdp_audit schema, and returns the function that stops it
+// after a last drain. Shipping failures never fail the server: the outbox
+// waits for the warehouse (see signalsmith audit status).
+func (m *Main) shipAudit(db *sqlite.DB, srv *server.Server) (stop func(), err error) {
+	sink, err := sqlite.OpenAuditSink(m.warehouseDir())
+	if err != nil {
+		return nil, err
+	}
+	m.closers = append(m.closers, sink)
+	shipper, err := server.NewShipper(server.ShipperConfig{
+		Outbox: db, Sink: sink, Logger: m.logger(), Registerer: srv.Metrics(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = shipper.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}, nil
 }
 
 // build wires the server over an open store: warehouse, RBAC, policies,
@@ -137,6 +176,8 @@ func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, pol
 		Policies:  guardrails.NewEngine(policies, db),
 		Approvals: queue,
 		BaseURL:   base,
+		// The webhook URL may hold a secret (Slack's do): it is never logged.
+		ApprovalWebhook: c.webhook,
 	})
 }
 
@@ -191,6 +232,10 @@ func (m *Main) serveHTTP(ctx context.Context, srv *server.Server, c serveConfig)
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// Give approval notifications still being delivered a moment.
+	if err := srv.Approvals().Flush(shutdownCtx); err != nil {
+		log.Warn("approval notifications still pending at shutdown were dropped")
+	}
 	return nil
 }
 
@@ -240,13 +285,13 @@ func (m *Main) prepareDemo(ctx context.Context, db *sqlite.DB, ws store.Workspac
 	if len(keys) > 0 {
 		return nil
 	}
-	_, ownerKey, err := createKey(ctx, db, store.NewKey{
+	_, ownerKey, err := createKey(ctx, db, ws, store.SourceSystem, store.NewKey{
 		WorkspaceID: ws.ID, MemberName: "demo-owner", Kind: store.KindUser, Role: "owner", Name: "demo owner",
 	}, 0)
 	if err != nil {
 		return err
 	}
-	_, agentKey, err := createKey(ctx, db, store.NewKey{
+	_, agentKey, err := createKey(ctx, db, ws, store.SourceSystem, store.NewKey{
 		WorkspaceID: ws.ID, MemberName: "demo-agent", Kind: store.KindAgent, Role: "member", Name: "demo agent",
 	}, 0)
 	if err != nil {

@@ -35,16 +35,11 @@ func (m *Main) workspace(ctx context.Context, args []string) error {
 		return nil
 	case "freeze", "unfreeze":
 		frozen := args[0] == "freeze"
-		if err := db.SetWritesFrozen(ctx, ws.ID, frozen); err != nil {
+		ev := operatorEvent(ws, store.SourceCLI, "workspace.manage", "workspace", fmt.Sprintf("ai_writes_frozen set to %v", frozen),
+			map[string]any{"command": "workspace " + args[0]})
+		ev.ResourceID = ws.ID
+		if err := audited(ctx, db, ev, func(ctx context.Context) error { return db.SetWritesFrozen(ctx, ws.ID, frozen) }); err != nil {
 			return err
-		}
-		err := db.AppendAudit(ctx, store.AuditEvent{
-			WorkspaceID: ws.ID, ActorType: "operator", Source: store.SourceCLI,
-			Action: "workspace.manage", ResourceType: "workspace", ResourceID: ws.ID,
-			Decision: store.DecisionExecuted, Result: fmt.Sprintf("ai_writes_frozen set to %v", frozen),
-		})
-		if err != nil {
-			return fmt.Errorf("the kill switch changed but its audit record failed: %w", err)
 		}
 		if frozen {
 			fmt.Fprintf(m.Stdout, "AI writes in workspace %s are frozen: every AI write is denied from the next call on.\n", ws.Name)

@@ -155,3 +155,24 @@ func (s *Server) ExpireApprovals(ctx context.Context, workspaceIDs ...string) {
 		}
 	}
 }
+
+// ResumeApproved runs approvals a stop left approved but not yet begun:
+// they never started, so running them now is their one run (Begin still
+// guarantees that). Run it at startup, after the queue's Recover.
+func (s *Server) ResumeApproved(ctx context.Context, workspaceID string) (int, error) {
+	list, err := s.store.ListApprovals(ctx, store.ApprovalFilter{WorkspaceID: workspaceID, State: store.ApprovalApproved, Limit: 1000})
+	if err != nil {
+		return 0, err
+	}
+	ran := 0
+	for _, a := range list {
+		if _, err := s.gate.Execute(ctx, a, store.SourceSystem); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				continue // someone else began it
+			}
+			return ran, fmt.Errorf("resume approval %s: %w", a.ID, err)
+		}
+		ran++
+	}
+	return ran, nil
+}

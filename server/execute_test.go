@@ -124,3 +124,21 @@ func TestApprovedCallFailsWhenTheWorldChanged(t *testing.T) {
 		t.Errorf("executing a pending approval: %v", err)
 	}
 }
+
+func TestApprovedButNotStartedRunsOnResume(t *testing.T) {
+	t.Parallel()
+	e := setup(t, withPolicies(t, testPolicies))
+	key, _ := e.key(t, "agent-1", "member", store.KindAgent, nil)
+	a := queuedPreview(t, e, key) // approved; the process stopped before running it
+	n, err := e.srv.ResumeApproved(context.Background(), e.ws.ID)
+	if err != nil || n != 1 {
+		t.Fatalf("resume ran %d (%v)", n, err)
+	}
+	got, _ := e.db.GetApproval(context.Background(), e.ws.ID, a.ID)
+	if got.State != store.ApprovalSucceeded {
+		t.Fatalf("after resume: %s %q", got.State, got.Outcome)
+	}
+	if n, _ := e.srv.ResumeApproved(context.Background(), e.ws.ID); n != 0 {
+		t.Errorf("a second resume ran %d approvals again", n)
+	}
+}

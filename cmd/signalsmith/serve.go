@@ -94,6 +94,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Approvals a stop left approved but not begun run now, once.
+	if n, err := srv.ResumeApproved(ctx, ws.ID); err != nil {
+		return err
+	} else if n > 0 {
+		m.logger().Info("ran approvals approved before the last stop", "count", n)
+	}
 	go srv.ExpireApprovals(ctx, ws.ID)
 	if c.policy == "" {
 		go watchPolicies(ctx, db, ws, srv.Policies(), m.logger(), policyPoll)

@@ -17,6 +17,15 @@ const (
 // underscore, the secret) anywhere in a string; the prefix is kept.
 var keyPattern = regexp.MustCompile(`(ss_[a-z2-7]{12})_[a-z2-7]{20,}`)
 
+// headerPattern matches an Authorization, Proxy-Authorization, Cookie or
+// Set-Cookie header written out in text ("Cookie: a=b"), up to the end of
+// the line; bearerPattern a bearer credential anywhere. These never enter
+// an audit record, a log line or an error, whatever else the text says.
+var (
+	headerPattern = regexp.MustCompile(`(?i)\b((?:proxy-)?authorization|set-cookie|cookie)(\s*[:=]\s*)[^\r\n]*`)
+	bearerPattern = regexp.MustCompile(`(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+`)
+)
+
 // secretNames are argument names whose values are never recorded.
 var secretNames = []string{"password", "secret", "token", "api_key", "apikey", "authorization", "cookie", "credential", "private_key", "passphrase"}
 
@@ -76,10 +85,14 @@ func redactValue(v any, depth int) any {
 	}
 }
 
-// RedactString cuts any API key in s to its public prefix and truncates a
-// long s. Use it on any text from outside that is echoed or recorded.
+// RedactString cuts any API key in s to its public prefix, removes the
+// values of Authorization, Cookie and Set-Cookie headers and bearer
+// credentials written in it, and truncates a long s. Use it on any text
+// from outside that is echoed or recorded.
 func RedactString(s string) string {
 	s = keyPattern.ReplaceAllString(s, "${1}_[redacted]")
+	s = headerPattern.ReplaceAllString(s, "${1}${2}[redacted]")
+	s = bearerPattern.ReplaceAllString(s, "${1} [redacted]")
 	if len(s) > maxRedactString {
 		s = strings.ToValidUTF8(s[:maxRedactString], "") + "…"
 	}

@@ -51,3 +51,27 @@ func TestRedactString(t *testing.T) {
 		t.Errorf("long string not cut cleanly: %d bytes", len(got))
 	}
 }
+
+func TestRedactStringHeaders(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"Authorization: Bearer abc.def\nnext":      "Authorization: [redacted]\nnext",
+		"proxy-authorization=Basic dXNlcjpwdw==":   "proxy-authorization=[redacted]",
+		"Cookie: signalsmith_session=s3cr3t; a=b":  "Cookie: [redacted]",
+		"set-cookie:  sid=1; HttpOnly":             "set-cookie:  [redacted]",
+		"sent Bearer eyJhbGciOi.payload.sig today": "sent Bearer [redacted] today",
+		"a cookie jar and no header":               "a cookie jar and no header",
+	}
+	for in, want := range cases {
+		if got := RedactString(in); got != want {
+			t.Errorf("RedactString(%q) = %q, want %q", in, got, want)
+		}
+	}
+	got := Redact(map[string]any{"headers": map[string]any{"Authorization": "Bearer x", "Cookie": "a=b", "Set-Cookie": "c=d"},
+		"note": "retry with Authorization: Bearer zzz"})
+	h := got["headers"].(map[string]any)
+	if h["Authorization"] != "[redacted]" || h["Cookie"] != "[redacted]" || h["Set-Cookie"] != "[redacted]" ||
+		got["note"] != "retry with Authorization: [redacted]" {
+		t.Errorf("Redact = %v", got)
+	}
+}

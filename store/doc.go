@@ -5,4 +5,12 @@
 // Every Store and Warehouse method reports failures with the sentinel errors
 // declared here (ErrNotFound, ErrConflict, ErrInvalid, ErrQueryLimit,
 // ErrQueryRefused), wrapped with context; callers test them with errors.Is.
+//
+// The audit trail's contract lives here too (audit.go, audit_verify.go): the
+// hash chain's canonical encoding (AuditHash, CanonicalJSON), a call's
+// pending audit event that a store records in the transaction of the change
+// (WithPendingAudit, NoteAuditResource), the outbox a store keeps
+// (AuditOutbox), the warehouse target events are shipped to (AuditSink),
+// and chain verification (ChainVerifier, VerifyChain, VerifyCopy), which
+// works on any store or copy through a ReadAuditFunc.
 package store

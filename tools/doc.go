@@ -1,5 +1,6 @@
 // Package tools defines the MCP tools of the agent server, one file per
-// area (warehouse, models, audiences, destinations, syncs). Each Tool is a
+// area (warehouse, models, audiences, destinations, syncs, approvals,
+// governance, audit). Each Tool is a
 // spec (name, description for a model, JSON Schema input, all four
 // annotations), the permission it needs, the resource type it touches,
 // whether it writes, and a handler.

@@ -89,11 +89,7 @@ func (m *Main) decide(ctx context.Context, db *sqlite.DB, ws store.Workspace, id
 	if key == "" {
 		return errors.New("deciding needs your own user key in SIGNALSMITH_API_KEY")
 	}
-	policies, err := policiesFor(ctx, db, ws, c.policy)
-	if err != nil {
-		return err
-	}
-	srv, err := m.build(ctx, db, ws, policies, c)
+	srv, err := m.build(ctx, db, ws, c)
 	if err != nil {
 		return err
 	}

@@ -86,11 +86,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	policies, err := policiesFor(ctx, db, ws, c.policy)
-	if err != nil {
-		return err
-	}
-	srv, err := m.build(ctx, db, ws, policies, c)
+	srv, err := m.build(ctx, db, ws, c)
 	if err != nil {
 		return err
 	}
@@ -147,9 +143,14 @@ func (m *Main) shipAudit(db *sqlite.DB, srv *server.Server) (stop func(), err er
 	}, nil
 }
 
-// build wires the server over an open store: warehouse, RBAC, policies,
+// build wires the server over an open store: warehouse, RBAC, policies
+// (the --policy file, else the applied set, else the defaults),
 // approval queue (recovering approvals a crash left executing), gate.
-func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, policies *guardrails.PolicySet, c serveConfig) (*server.Server, error) {
+func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c serveConfig) (*server.Server, error) {
+	policies, err := policiesFor(ctx, db, ws, c.policy)
+	if err != nil {
+		return nil, err
+	}
 	log := m.logger()
 	wh, err := sqlite.OpenWarehouse(ctx, m.warehouseDir(), sqlite.WarehouseOptions{})
 	if err != nil {

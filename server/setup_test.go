@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -17,9 +16,9 @@ import (
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
-	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/server"
+	"github.com/signalsmith/agent-server/server/servertest"
 	"github.com/signalsmith/agent-server/store"
 	"github.com/signalsmith/agent-server/store/sqlite"
 	"golang.org/x/crypto/bcrypt"
@@ -153,22 +152,7 @@ func (e *env) key(t testing.TB, member, role, kind string, expires *time.Time) (
 // client returns an initialized MCP client over HTTP presenting key.
 func (e *env) client(t *testing.T, key string) *client.Client {
 	t.Helper()
-	c, err := client.NewStreamableHttpClient(e.url, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + key}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ctx := context.Background()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
-	init.Params.ClientInfo = mcp.Implementation{Name: "server-test", Version: "1.2.3"}
-	if _, err := c.Initialize(ctx, init); err != nil {
-		t.Fatalf("initialize: %v", err)
-	}
-	return c
+	return servertest.Client(t, e.url, key, "server-test", "1.2.3")
 }
 
 // stdioClient returns an initialized MCP client talking to the server over
@@ -188,61 +172,17 @@ func (e *env) stdioClient(t *testing.T, key string) *client.Client {
 		outW.Close()
 		<-done
 	})
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
-	init.Params.ClientInfo = mcp.Implementation{Name: "stdio-test", Version: "1"}
-	if _, err := c.Initialize(ctx, init); err != nil {
-		t.Fatalf("initialize over stdio: %v", err)
-	}
+	servertest.Initialize(t, c, "stdio-test", "1")
 	return c
 }
 
-// call calls a tool and fails the test on a transport or protocol error.
-func call(t *testing.T, c *client.Client, tool string, args any) *mcp.CallToolResult {
-	t.Helper()
-	res, err := tryCall(c, tool, args)
-	if err != nil {
-		t.Fatalf("call %s: %v", tool, err)
-	}
-	return res
-}
-
-func tryCall(c *client.Client, tool string, args any) (*mcp.CallToolResult, error) {
-	req := mcp.CallToolRequest{}
-	req.Params.Name = tool
-	req.Params.Arguments = args
-	return c.CallTool(context.Background(), req)
-}
-
-// structured decodes a successful result's structured content into v.
-func structured(t *testing.T, res *mcp.CallToolResult, v any) {
-	t.Helper()
-	if res.IsError {
-		t.Fatalf("unexpected error result: %s", text(res))
-	}
-	b, err := json.Marshal(res.StructuredContent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("decode structured content %s: %v", b, err)
-	}
-}
-
-// text joins a result's text contents.
-func text(res *mcp.CallToolResult) string {
-	var b bytes.Buffer
-	for _, c := range res.Content {
-		if tc, ok := c.(mcp.TextContent); ok {
-			b.WriteString(tc.Text)
-			b.WriteString("\n")
-		}
-	}
-	return b.String()
-}
+// call, tryCall, structured and text are servertest's, by shorter names.
+var (
+	call       = servertest.Call
+	tryCall    = servertest.TryCall
+	structured = servertest.Structured
+	text       = servertest.Text
+)
 
 // audit returns all audit events, oldest first.
 func (e *env) audit(t *testing.T) []store.AuditEvent {

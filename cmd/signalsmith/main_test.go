@@ -20,8 +20,7 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
-	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/signalsmith/agent-server/server/servertest"
 	"github.com/signalsmith/agent-server/store"
 )
 
@@ -309,38 +308,14 @@ func repoRoot(t *testing.T) string {
 
 func mcpClient(t *testing.T, endpoint, key string) *client.Client {
 	t.Helper()
-	c, err := client.NewStreamableHttpClient(endpoint, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + key}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
-	init.Params.ClientInfo = mcp.Implementation{Name: "cmd-test", Version: "1"}
-	if _, err := c.Initialize(context.Background(), init); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return servertest.Client(t, endpoint, key, "cmd-test", "1")
 }
 
-func callTool(t *testing.T, c *client.Client, tool string, args any) *mcp.CallToolResult {
-	t.Helper()
-	res, err := tryCallTool(c, tool, args)
-	if err != nil {
-		t.Fatalf("%s: %v", tool, err)
-	}
-	return res
-}
-
-func tryCallTool(c *client.Client, tool string, args any) (*mcp.CallToolResult, error) {
-	req := mcp.CallToolRequest{}
-	req.Params.Name = tool
-	req.Params.Arguments = args
-	return c.CallTool(context.Background(), req)
-}
+// callTool and tryCallTool are servertest's, by the names these tests use.
+var (
+	callTool    = servertest.Call
+	tryCallTool = servertest.TryCall
+)
 
 // freeAddr returns a loopback address with a port free a moment ago.
 func freeAddr(t *testing.T) string {

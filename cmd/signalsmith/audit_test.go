@@ -205,21 +205,9 @@ var secretRE = regexp.MustCompile(`ss_[a-z2-7]{12}_([a-z2-7]{52})`)
 func TestNoSecretReachesStorageExportsOrLogs(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
-	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
-	done := make(chan error, 1)
-	go func() {
-		err := m.Run(ctx, []string{"--data-dir", dir, "serve", "--demo", "--scale", "100", "--http", addr})
-		done <- errors.Join(err, m.Close())
-	}()
-	waitHealthy(t, "http://"+addr, done)
-	keys := keyRE.FindAllString(stdout.String(), -1)
-	if len(keys) < 2 {
-		t.Fatalf("serve --demo printed %d keys", len(keys))
-	}
-	ownerKey, agentKey := keys[0], keys[1]
+	d := startDemo(t, dir, freeAddr(t), "--scale", "100")
+	addr, stderr := d.addr, d.stderr
+	ownerKey, agentKey := d.ownerKey(t), d.agentKey(t)
 	out, _, err := run(t, dir, "keys", "create", "--name", "ci-bot", "--role", "member", "--kind", "agent", "--json")
 	if err != nil {
 		t.Fatal(err)
@@ -279,8 +267,7 @@ func TestNoSecretReachesStorageExportsOrLogs(t *testing.T) {
 	if out, _, err := run(t, dir, "audit", "verify"); err != nil {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := d.stop(); err != nil {
 		t.Fatal(err)
 	}
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,28 +47,9 @@ func TestApprovalQueueInBrowser(t *testing.T) {
 	began := time.Now()
 
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	base := "http://" + addr
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
-	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
-	done := make(chan error, 1)
-	go func() {
-		err := m.Run(ctx, []string{"--data-dir", dir, "serve", "--demo", "--scale", "300", "--http", addr})
-		done <- errors.Join(err, m.Close())
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	waitHealthy(t, base, done)
-	keys := keyRE.FindAllString(stdout.String(), -1)
-	if len(keys) < 2 {
-		t.Fatalf("serve --demo printed %d keys", len(keys))
-	}
-	agentKey := keys[1]
+	d := startDemo(t, dir, freeAddr(t), "--scale", "300")
+	base := "http://" + d.addr
+	agentKey := d.agentKey(t)
 	admin := createKeyJSON(t, dir, "--name", "ada", "--role", "admin")
 
 	// The agent creates a scratch model, then asks to delete it: deletes

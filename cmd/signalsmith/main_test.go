@@ -129,22 +129,9 @@ func TestKeysCreateRejectsBadInput(t *testing.T) {
 func TestServeDemo(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
-	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
-	done := make(chan error, 1)
-	go func() {
-		err := m.Run(ctx, []string{"--data-dir", dir, "serve", "--demo", "--scale", "300", "--http", addr})
-		done <- errors.Join(err, m.Close())
-	}()
-	waitHealthy(t, "http://"+addr, done)
-
-	keys := keyRE.FindAllString(stdout.String(), -1)
-	if len(keys) < 2 {
-		t.Fatalf("serve --demo printed %d keys:\n%s", len(keys), stdout.String())
-	}
-	ownerKey, agentKey := keys[0], keys[1]
+	d := startDemo(t, dir, freeAddr(t), "--scale", "300")
+	addr, stdout, stderr := d.addr, d.stdout, d.stderr
+	ownerKey, agentKey := d.ownerKey(t), d.agentKey(t)
 	for _, want := range []string{"claude mcp add --transport http", `"SIGNALSMITH_API_KEY"`, `"mcpServers"`} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("first-run output lacks %s", want)
@@ -213,26 +200,84 @@ func TestServeDemo(t *testing.T) {
 	}
 
 	// A second start reuses the data and prints no new keys.
-	cancel()
-	if err := <-done; err != nil {
+	if err := d.stop(); err != nil {
 		t.Fatalf("serve did not shut down cleanly: %v", err)
 	}
-	var again syncBuffer
-	m2 := &Main{Stdin: strings.NewReader(""), Stdout: &again, Stderr: &stderr, Getenv: func(string) string { return "" }}
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	done2 := make(chan error, 1)
-	go func() {
-		err := m2.Run(ctx2, []string{"--data-dir", dir, "serve", "--demo", "--http", addr})
-		done2 <- errors.Join(err, m2.Close())
-	}()
-	waitHealthy(t, "http://"+addr, done2)
-	cancel2()
-	if err := <-done2; err != nil {
+	again := startDemo(t, dir, addr)
+	if err := again.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if keyRE.MatchString(again.String()) {
+	if keyRE.MatchString(again.stdout.String()) {
 		t.Error("a second start printed keys again")
 	}
+}
+
+// demo is "serve --demo" running in process on a loopback address.
+type demo struct {
+	addr           string
+	stdout, stderr *syncBuffer
+	cancel         context.CancelFunc
+	exited         chan struct{}
+	err            error
+}
+
+// startDemo runs serve --demo over dir on addr, with more serve flags, and
+// waits until it answers /healthz. It is stopped when the test ends, if
+// not before.
+func startDemo(t *testing.T, dir, addr string, flags ...string) *demo {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &demo{addr: addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, exited: make(chan struct{})}
+	m := &Main{Stdin: strings.NewReader(""), Stdout: d.stdout, Stderr: d.stderr, Getenv: func(string) string { return "" }}
+	args := append([]string{"--data-dir", dir, "serve", "--demo", "--http", addr}, flags...)
+	go func() {
+		d.err = errors.Join(m.Run(ctx, args), m.Close())
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		if err := d.stop(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		select {
+		case <-d.exited:
+			t.Fatalf("serve exited early: %v\n%s", d.err, d.stderr.String())
+		default:
+		}
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("http://%s/healthz did not answer in time", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop shuts the server down and returns serve's error. It may be called
+// more than once.
+func (d *demo) stop() error {
+	d.cancel()
+	<-d.exited
+	return d.err
+}
+
+// ownerKey and agentKey are the keys the first run printed.
+func (d *demo) ownerKey(t *testing.T) string { return d.firstRunKey(t, 0) }
+func (d *demo) agentKey(t *testing.T) string { return d.firstRunKey(t, 1) }
+
+func (d *demo) firstRunKey(t *testing.T, i int) string {
+	t.Helper()
+	keys := keyRE.FindAllString(d.stdout.String(), -1)
+	if len(keys) < 2 {
+		t.Fatalf("serve --demo printed %d keys:\n%s", len(keys), d.stdout.String())
+	}
+	return keys[i]
 }
 
 func TestServeRefusesPlainHTTPOffLoopback(t *testing.T) {
@@ -327,28 +372,6 @@ func freeAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
-}
-
-// waitHealthy polls /healthz until it answers or the server exits.
-func waitHealthy(t *testing.T, base string, done <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited early: %v", err)
-		default:
-		}
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s/healthz did not answer in time", base)
 }
 
 // syncBuffer is an output sink safe for concurrent writers.

@@ -19,17 +19,13 @@ import (
 // test policies send to a human, and an admin approve it.
 func queuedPreview(t *testing.T, e *env, agentKey string) store.Approval {
 	t.Helper()
-	c := e.client(t, agentKey)
-	var q struct {
-		ApprovalID string `json:"approval_id"`
-	}
-	structured(t, call(t, c, "preview_model", map[string]any{"model": "customers", "limit": 60}), &q)
-	_, adminKey := e.key(t, "admin-"+q.ApprovalID, "admin", store.KindUser, nil)
+	id := requestApproval(t, e, agentKey, 60)
+	_, adminKey := e.key(t, "admin-"+id, "admin", store.KindUser, nil)
 	admin, err := e.db.Principal(context.Background(), adminKey.ID, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := approvals.NewQueue(e.db, e.rbac, 0).Decide(context.Background(), admin, store.SourceUI, q.ApprovalID, true, "ok")
+	a, err := approvals.NewQueue(e.db, e.rbac, 0).Decide(context.Background(), admin, store.SourceUI, id, true, "ok")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +110,7 @@ func TestApprovedCallFailsWhenTheWorldChanged(t *testing.T) {
 	}
 	// A pending approval cannot be executed at all.
 	key2, _ := e.key(t, "agent-2", "member", store.KindAgent, nil)
-	c := e.client(t, key2)
-	var q struct {
-		ApprovalID string `json:"approval_id"`
-	}
-	structured(t, call(t, c, "preview_model", map[string]any{"model": "customers", "limit": 70}), &q)
-	pending, _ := e.db.GetApproval(context.Background(), e.ws.ID, q.ApprovalID)
+	pending := e.approval(t, requestApproval(t, e, key2, 70))
 	if _, err := e.srv.Gate().Execute(context.Background(), pending, store.SourceUI); !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("executing a pending approval: %v", err)
 	}

@@ -1,6 +1,3 @@
-// Command signalsmith is the SignalSmith agent server: an MCP server that
-// lets AI agents work with a warehouse-native customer data platform behind
-// authentication, RBAC and audit. Run "signalsmith help" for the commands.
 package main
 
 import (

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,7 +102,7 @@ func approvalTools(d Deps) []Tool {
 				}
 				states := []string{store.ApprovalPending, store.ApprovalApproved, store.ApprovalExecuting, store.ApprovalSucceeded,
 					store.ApprovalFailed, store.ApprovalRejected, store.ApprovalExpired, store.ApprovalCancelled}
-				if args.State != "" && !contains(states, args.State) {
+				if args.State != "" && !slices.Contains(states, args.State) {
 					return Output{}, Errorf("invalid argument \"state\": must be one of %s", strings.Join(states, ", "))
 				}
 				list, err := d.Store.ListApprovals(ctx, store.ApprovalFilter{
@@ -165,13 +166,4 @@ func approvalTools(d Deps) []Tool {
 			},
 		},
 	}
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

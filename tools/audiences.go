@@ -238,15 +238,18 @@ func audienceTools(d Deps) []Tool {
 				if err != nil {
 					return Output{}, err
 				}
+				// The summary is set before the write: the audit event is
+				// committed with it, in the same transaction.
+				call.Summary = fmt.Sprintf("created audience %s", args.Name)
 				a, err := d.Store.CreateAudience(ctx, store.Audience{
 					WorkspaceID: call.Principal.WorkspaceID, Name: args.Name, Description: args.Description,
 					ModelID: c.model.ID, Definition: c.canon,
 				})
 				if err != nil {
+					call.Summary = ""
 					return Output{}, storeError(err, "audience", args.Name)
 				}
 				call.ResourceID = a.ID
-				call.Summary = fmt.Sprintf("created audience %s", a.Name)
 				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["estimated_size"], "sql": c.query.Count().SQL}
 				return Output{Data: out, Text: fmt.Sprintf("Created audience %s (%s), version 1, about %v members.", a.Name, a.ID, call.Facts["estimated_size"])}, nil
 			},
@@ -314,11 +317,12 @@ func audienceTools(d Deps) []Tool {
 					}
 					a.Definition = c.canon
 				}
+				call.Summary = fmt.Sprintf("updated audience %s", a.Name)
 				a, err = d.Store.UpdateAudience(ctx, a)
 				if err != nil {
+					call.Summary = ""
 					return Output{}, storeError(err, "audience", args.Audience)
 				}
-				call.Summary = fmt.Sprintf("updated audience %s to version %d", a.Name, a.Version)
 				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["estimated_size"], "size_change": call.Facts["size_change"]}
 				return Output{Data: out, Text: fmt.Sprintf("Audience %s is now version %d, about %v members.", a.Name, a.Version, call.Facts["estimated_size"])}, nil
 			},
@@ -335,10 +339,11 @@ func audienceTools(d Deps) []Tool {
 				if err != nil {
 					return Output{}, err
 				}
+				call.Summary = "deleted audience " + a.Name
 				if err := d.Store.DeleteAudience(ctx, call.Principal.WorkspaceID, a.ID); err != nil {
+					call.Summary = ""
 					return Output{}, storeError(err, "audience", a.Name)
 				}
-				call.Summary = "deleted audience " + a.Name
 				return Output{Data: map[string]any{"deleted": a.ID}, Text: fmt.Sprintf("Deleted audience %s (%s).", a.Name, a.ID)}, nil
 			},
 		},
@@ -399,7 +404,7 @@ func compileAudience(ctx context.Context, d Deps, call *Call, raw json.RawMessag
 // definitionError turns a rejected definition into an error for the model.
 func definitionError(err error) error {
 	if errors.Is(err, store.ErrInvalid) || errors.Is(err, audience.ErrTooComplex) {
-		return Errorf("the audience definition is not valid: %s", guardrails.RedactString(strings.TrimSuffix(err.Error(), ": "+store.ErrInvalid.Error())))
+		return Errorf("the audience definition is not valid: %s", storeDetail(err))
 	}
 	return err
 }
@@ -480,11 +485,11 @@ func storeError(err error, what, name string) error {
 	var inUse *store.InUseError
 	switch {
 	case errors.As(err, &inUse):
-		return Errorf("%s", inUse.Error())
+		return Errorf("%s %s cannot change: %s depend on it. Delete or change them first, then try again", what, guardrails.RedactString(name), dependents(inUse))
 	case errors.Is(err, store.ErrConflict):
 		return Errorf("%s %q conflicts with an existing one (names are unique in the workspace): choose another name", what, guardrails.RedactString(name))
 	case errors.Is(err, store.ErrInvalid):
-		return Errorf("invalid %s: %s", what, guardrails.RedactString(strings.TrimSuffix(err.Error(), ": "+store.ErrInvalid.Error())))
+		return Errorf("invalid %s: %s", what, storeDetail(err))
 	case errors.Is(err, store.ErrNotFound):
 		return Errorf("%s %q not found", what, guardrails.RedactString(name))
 	}

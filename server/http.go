@@ -140,7 +140,7 @@ func toolOf(body []byte) string {
 // passes: on a loopback listener the Host must be a loopback name, and a
 // browser Origin must be loopback or explicitly allowed.
 func rebinding(r *http.Request, allowedOrigins []string) string {
-	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && isLoopback(local.String()) && !isLoopback(r.Host) {
+	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && IsLoopback(local.String()) && !IsLoopback(r.Host) {
 		return "invalid Host header"
 	}
 	origin := r.Header.Get("Origin")
@@ -153,14 +153,16 @@ func rebinding(r *http.Request, allowedOrigins []string) string {
 		}
 	}
 	u, err := url.Parse(origin)
-	if err != nil || !isLoopback(u.Host) {
+	if err != nil || !IsLoopback(u.Host) {
 		return "origin not allowed"
 	}
 	return ""
 }
 
-// isLoopback reports whether a host or host:port names a loopback address.
-func isLoopback(hostport string) bool {
+// IsLoopback reports whether a host or host:port names a loopback address
+// ("localhost", 127.0.0.0/8, ::1). The DNS-rebinding check and serve's
+// refusal of plain HTTP off loopback both use it.
+func IsLoopback(hostport string) bool {
 	host, _, err := net.SplitHostPort(hostport)
 	if err != nil {
 		host = strings.Trim(hostport, "[]")

@@ -262,11 +262,10 @@ func loadPolicies(path string) (*guardrails.PolicySet, error) {
 // checkListenAddr refuses plain HTTP on a non-loopback address unless
 // --insecure is given.
 func checkListenAddr(c serveConfig) error {
-	host, _, err := net.SplitHostPort(c.addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
 		return fmt.Errorf("--http %q: %w", c.addr, err)
 	}
-	if c.tlsCert == "" && !c.insecure && !isLoopbackHost(host) {
+	if c.tlsCert == "" && !c.insecure && !server.IsLoopback(c.addr) {
 		return fmt.Errorf("--http %s is not a loopback address: give --tls-cert and --tls-key, or --insecure", c.addr)
 	}
 	return nil
@@ -349,13 +348,4 @@ func binaryPath() (path, build string) {
 		abs = filepath.Join("bin", "signalsmith")
 	}
 	return abs, "go build -o " + abs + " ./cmd/signalsmith"
-}
-
-// isLoopbackHost reports whether host is a loopback name or address.
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -92,6 +92,21 @@ func exists(ctx context.Context, q querier, table, workspaceID, id string) (bool
 
 // Models.
 
+// encodeModel returns a model's columns and relationships as the JSON the
+// models table stores.
+func encodeModel(op string, m store.Model) (cols, rels []byte, err error) {
+	if cols, err = json.Marshal(m.Columns); err != nil {
+		return nil, nil, invalid(op, "columns", "cannot be encoded as JSON")
+	}
+	rels = []byte("[]")
+	if len(m.Relationships) > 0 {
+		if rels, err = json.Marshal(m.Relationships); err != nil {
+			return nil, nil, invalid(op, "relationships", "cannot be encoded as JSON")
+		}
+	}
+	return cols, rels, nil
+}
+
 // validateModel checks a model before it is written.
 func validateModel(op string, m *store.Model) error {
 	if m.WorkspaceID == "" {
@@ -152,15 +167,9 @@ func (d *DB) CreateModel(ctx context.Context, m store.Model) (store.Model, error
 		return store.Model{}, err
 	}
 	stamp(&m.CreatedAt, &m.UpdatedAt)
-	cols, err := json.Marshal(m.Columns)
+	cols, rels, err := encodeModel(op, m)
 	if err != nil {
-		return store.Model{}, invalid(op, "columns", "cannot be encoded as JSON")
-	}
-	rels := []byte("[]")
-	if len(m.Relationships) > 0 {
-		if rels, err = json.Marshal(m.Relationships); err != nil {
-			return store.Model{}, invalid(op, "relationships", "cannot be encoded as JSON")
-		}
+		return store.Model{}, err
 	}
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
 		// Names the new object in the pending audit event of the call.

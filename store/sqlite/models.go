@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -27,15 +26,9 @@ func (d *DB) UpdateModel(ctx context.Context, m store.Model) (store.Model, error
 		return store.Model{}, err
 	}
 	m.UpdatedAt = time.Now().UTC()
-	cols, err := json.Marshal(m.Columns)
+	cols, rels, err := encodeModel(op, m)
 	if err != nil {
-		return store.Model{}, invalid(op, "columns", "cannot be encoded as JSON")
-	}
-	rels := []byte("[]")
-	if len(m.Relationships) > 0 {
-		if rels, err = json.Marshal(m.Relationships); err != nil {
-			return store.Model{}, invalid(op, "relationships", "cannot be encoded as JSON")
-		}
+		return store.Model{}, err
 	}
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
 		cur, err := scanModel(tx.QueryRowContext(ctx, `SELECT `+modelColumns+` WHERE workspace_id = ? AND id = ?`,

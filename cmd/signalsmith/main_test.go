@@ -439,3 +439,18 @@ func TestServeRefusesBadPolicyFile(t *testing.T) {
 		t.Errorf("missing policy file: %v", err)
 	}
 }
+
+// TestServeDemoWithRelativeDataDir runs the README's first command as a
+// newcomer does: the default data directory, relative to the working
+// directory. Not parallel: it changes the working directory.
+func TestServeDemoWithRelativeDataDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	d := startDemo(t, "signalsmith-data", freeAddr(t), "--scale", "50")
+	c := mcpClient(t, "http://"+d.addr+"/mcp", d.agentKey(t))
+	if res := callTool(t, c, "preview_model", map[string]any{"model": "customers", "limit": 3}); res.IsError {
+		t.Fatalf("preview_model: %v", res.Content)
+	}
+	if _, err := os.Stat(filepath.Join("signalsmith-data", "warehouse", "analytics.db")); err != nil {
+		t.Errorf("the demo warehouse is not under the relative data directory: %v", err)
+	}
+}

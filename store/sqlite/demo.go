@@ -71,6 +71,11 @@ func GenerateDemo(ctx context.Context, dir string, opts DemoOptions) (err error)
 		opts.Now = time.Now()
 	}
 	opts.Now = opts.Now.UTC()
+	// The build file is opened through a file: URI, where a relative path
+	// would read as a URI authority.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return fmt.Errorf("generate demo: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("generate demo: %w", err)
 	}

@@ -27,8 +27,12 @@ const allowAll = `policies:
 
 // modelChange is what create_model and update_model return.
 type modelChange struct {
-	Model              store.Model `json:"model"`
-	DefaultedToBlocked []string    `json:"defaulted_to_blocked"`
+	Model  store.Model `json:"model"`
+	Raised []struct {
+		Column, Requested, PII string
+		Sources                []string
+	} `json:"pii_raised"`
+	Blocked []string `json:"blocked_columns"`
 }
 
 // wrote reports whether ev records a tool call whose change was made: the
@@ -104,8 +108,13 @@ WHERE o.channel = 'web'`
 			t.Errorf("column %s has type %q, want %q from the engine", col.Name, col.Type, wantTypes[col.Name])
 		}
 	}
-	if col, _ := m.Column("ordered_at"); col.PII != store.PIIBlocked || !slices.Equal(created.DefaultedToBlocked, []string{"ordered_at"}) {
-		t.Errorf("ordered_at = %+v, defaulted %v; want it blocked and said so", col, created.DefaultedToBlocked)
+	// Levels come from the classification of the columns read: email is
+	// redacted, ordered_at (not listed in columns) none, as classified.
+	if col, _ := m.Column("ordered_at"); col.PII != store.PIINone || len(created.Raised) != 0 || len(created.Blocked) != 0 {
+		t.Errorf("ordered_at = %+v, raised %v, blocked %v; want none, nothing raised or blocked", col, created.Raised, created.Blocked)
+	}
+	if col, _ := m.Column("email"); col.PII != store.PIIRedacted || !slices.Equal(col.Sources, []string{"analytics.customers.email"}) {
+		t.Errorf("email = %+v, want redacted from analytics.customers.email", col)
 	}
 	if len(m.Relationships) != 1 || m.Relationships[0].Model != "customers" {
 		t.Errorf("relationships = %+v", m.Relationships)
@@ -119,16 +128,13 @@ WHERE o.channel = 'web'`
 	// The preview applies PII levels to the SQL model's rows.
 	var p previewResult
 	structured(t, call(t, c, "preview_model", map[string]any{"model": "web_orders", "limit": 30}), &p)
-	if len(p.Rows) != 30 || !slices.Contains(p.HiddenColumns, "ordered_at") {
+	if len(p.Rows) != 30 || len(p.HiddenColumns) != 0 {
 		t.Fatalf("preview: %d rows, hidden %v", len(p.Rows), p.HiddenColumns)
 	}
 	masked := 0
 	for _, row := range p.Rows {
 		if row["channel"] != "web" {
 			t.Fatalf("a row of channel %v", row["channel"])
-		}
-		if _, ok := row["ordered_at"]; ok {
-			t.Fatal("a blocked column is in the preview")
 		}
 		switch row["email"] {
 		case "***":
@@ -147,26 +153,28 @@ WHERE o.channel = 'web'`
 	update := map[string]any{
 		"model":       m.ID,
 		"description": "Web orders.",
-		"columns":     []map[string]any{{"name": "ordered_at", "pii": "none", "type": "timestamp"}},
+		"columns":     []map[string]any{{"name": "ordered_at", "pii": "sync_only", "type": "timestamp"}},
 	}
 	var updated modelChange
 	for range 2 {
 		structured(t, call(t, c, "update_model", update), &updated)
 	}
 	u := updated.Model
-	if col, _ := u.Column("ordered_at"); u.Description != "Web orders." || col.PII != store.PIINone || col.Type != "timestamp" ||
-		len(updated.DefaultedToBlocked) != 0 || u.SQL != webOrders || !u.CreatedAt.Equal(m.CreatedAt) {
+	if col, _ := u.Column("ordered_at"); u.Description != "Web orders." || col.PII != store.PIISyncOnly || col.Type != "timestamp" ||
+		len(updated.Raised) != 0 || u.SQL != webOrders || !u.CreatedAt.Equal(m.CreatedAt) {
 		t.Errorf("updated = %+v", updated)
 	}
-	// A new SQL: columns that remain keep their levels and refined types,
-	// the new one is blocked until given a level.
+	// A new SQL: columns that remain keep their requested levels and
+	// refined types; the new one takes its classification.
 	var resql modelChange
 	structured(t, call(t, c, "update_model", map[string]any{
 		"model": "web_orders",
 		"sql":   "SELECT order_id, customer_id, amount, channel, category, ordered_at FROM orders WHERE channel = 'web'",
 	}), &resql)
-	if col, _ := resql.Model.Column("ordered_at"); col.PII != store.PIINone || col.Type != "timestamp" ||
-		!slices.Equal(resql.DefaultedToBlocked, []string{"category"}) {
+	if col, _ := resql.Model.Column("ordered_at"); col.PII != store.PIISyncOnly || col.Type != "timestamp" {
+		t.Errorf("after a new SQL: %+v", resql)
+	}
+	if col, _ := resql.Model.Column("category"); col.PII != store.PIINone || len(resql.Blocked) != 0 {
 		t.Errorf("after a new SQL: %+v", resql)
 	}
 	if _, ok := resql.Model.Column("email"); ok {
@@ -301,8 +309,8 @@ func TestAccessFiltersApplyToAgents(t *testing.T) {
 	}
 	for _, q := range []string{
 		"select * from customers",
-		"with c as (select * from customers) select c.* from c left join orders o using (customer_id) group by c.customer_id",
-		"select * from customers where region <> 'EMEA' union all select * from customers where region = 'EMEA'",
+		"with c as (select customer_id, region from customers) select c.* from c left join orders o using (customer_id) group by c.customer_id",
+		"select customer_id, region from customers where region <> 'EMEA' union all select customer_id, region from customers where region = 'EMEA'",
 	} {
 		var mc modelChange
 		name := "mine_" + strings.Fields(q)[1]
@@ -468,7 +476,7 @@ func TestQueryLimitsThroughTools(t *testing.T) {
 
 	// A stored model whose query runs too long.
 	if _, err := e.db.CreateModel(context.Background(), store.Model{WorkspaceID: e.ws.ID, Name: "endless", SQL: endless,
-		PrimaryKey: "id", Columns: []store.Column{{Name: "id", Type: "integer", PII: store.PIINone}}}); err != nil {
+		PrimaryKey: "id", Columns: []store.Column{{Name: "id", Type: "integer", Lineage: store.LineageExpression, Sources: []string{}}}}); err != nil {
 		t.Fatal(err)
 	}
 	res = call(t, c, "preview_model", map[string]any{"model": "endless"})

@@ -120,7 +120,21 @@ type Column struct {
 	Name     string `json:"name"`
 	Type     string `json:"type"`
 	Nullable bool   `json:"nullable"`
-	PII      string `json:"pii,omitempty"`
+	// PII is the column's level. For a model column read from a Store it
+	// is the effective level (ApplyPII): the strictest of Requested and
+	// the levels humans gave its Sources. For a warehouse table's column
+	// it is the column's classification.
+	PII string `json:"pii,omitempty"`
+	// Requested is the level a model's definition asks for, which can only
+	// make the column stricter; empty asks for nothing.
+	Requested string `json:"requested_pii,omitempty"`
+	// Lineage is LineageColumn or LineageExpression for a model column
+	// whose sources the engine traced; empty for a warehouse column and
+	// for model columns saved before lineage was recorded.
+	Lineage string `json:"lineage,omitempty"`
+	// Sources are the warehouse columns ("schema.table.column") the
+	// model column's values come from.
+	Sources []string `json:"sources,omitempty"`
 }
 
 // Relationship links a model to another through a foreign key.
@@ -337,6 +351,15 @@ type Store interface {
 	// *InUseError while a sync or another audience depends on it.
 	UpdateAudience(ctx context.Context, a Audience) (Audience, error)
 	DeleteAudience(ctx context.Context, workspaceID, id string) error
+
+	// PIIClasses lists the workspace's classified warehouse source
+	// columns (DESIGN.md section 3); a column not listed is blocked.
+	PIIClasses(ctx context.Context, workspaceID string) ([]PIIClass, error)
+	// SetPIIClasses classifies source columns in one transaction, with the
+	// call's pending audit event. Only people with governance.manage may
+	// call it (the command line and the JSON API); it returns ErrInvalid
+	// for a bad column or level, and nothing is written then.
+	SetPIIClasses(ctx context.Context, workspaceID string, classes []PIIClass) error
 
 	// Take counts one use of a rate-limit bucket in the sliding window ending
 	// at now if fewer than limit uses are in it (and consume is true), else

@@ -93,7 +93,9 @@ type Warehouse interface {
 	Query(ctx context.Context, limits QueryLimits, query string, args ...any) (Result, error)
 	// CheckSQL checks a SQL model's query without running it to completion
 	// and returns its result columns, with types mapped to the model column
-	// types (ColumnType) and Nullable true. The query must be one read-only
+	// types (ColumnType) and Nullable true, and each column's Lineage and
+	// Sources as the engine traces them (see LineageColumn,
+	// LineageExpression), from which its PII level is derived. The query must be one read-only
 	// SELECT over the analytics schema that also works as a subquery in the
 	// form Model.Relation gives it; the check runs with limits (its filters
 	// too, so a query the caller could not run is refused here). Errors are

@@ -27,10 +27,12 @@ type previewModelArgs struct {
 	Limit int    `json:"limit,omitempty" jsonschema:"how many rows to return, 1 to 100 (default 20)"`
 }
 
-// columnArg sets the PII level (and, optionally, the type) of one column.
+// columnArg asks for a stricter PII level (and, optionally, a refined
+// type) for one column. The level can only make the column stricter than
+// the classification of the warehouse columns it reads.
 type columnArg struct {
 	Name string `json:"name" jsonschema:"a column of the table, or of the SQL's result"`
-	PII  string `json:"pii" jsonschema:"the column's PII level: none (shown as is), redacted (shown as ***), sync_only (hidden in previews, allowed in syncs) or blocked (never leaves)"`
+	PII  string `json:"pii,omitempty" jsonschema:"a stricter PII level for the column than its classification gives: none, redacted (shown as ***), sync_only (hidden in previews, allowed in syncs) or blocked (never leaves). A level looser than the classification is raised to it"`
 	Type string `json:"type,omitempty" jsonschema:"only to refine the type the warehouse reports, for example timestamp for a text column holding times or boolean for a 0/1 integer: integer, number, string, boolean, date, timestamp or json"`
 }
 
@@ -47,7 +49,7 @@ type createModelArgs struct {
 	Table         string            `json:"table,omitempty" jsonschema:"the warehouse table the model is (schema.table from list_tables, or a bare name in analytics); give table or sql, not both"`
 	SQL           string            `json:"sql,omitempty" jsonschema:"one read-only SELECT over analytics tables, without a trailing semicolon; name tables without the schema (customers, not analytics.customers) so access filters apply; give table or sql, not both"`
 	PrimaryKey    string            `json:"primary_key" jsonschema:"the column that identifies a row"`
-	Columns       []columnArg       `json:"columns,omitempty" jsonschema:"a PII level for each column; columns left out are blocked"`
+	Columns       []columnArg       `json:"columns,omitempty" jsonschema:"optional: stricter PII levels or refined types for some columns; every column's level comes from the classification of the warehouse columns it reads"`
 	Relationships []relationshipArg `json:"relationships,omitempty" jsonschema:"links from a column of this model to a column of another model"`
 }
 
@@ -58,7 +60,7 @@ type updateModelArgs struct {
 	Table       *string     `json:"table,omitempty" jsonschema:"make the model this table instead (schema.table); its columns are read again"`
 	SQL         *string     `json:"sql,omitempty" jsonschema:"make the model this SQL instead (one read-only SELECT, without a trailing semicolon, tables named without the schema); its columns are read again"`
 	PrimaryKey  *string     `json:"primary_key,omitempty" jsonschema:"a new primary key column"`
-	Columns     []columnArg `json:"columns,omitempty" jsonschema:"PII levels (and types) to set; other columns keep theirs, and columns new to the model are blocked unless listed here"`
+	Columns     []columnArg `json:"columns,omitempty" jsonschema:"stricter PII levels (and refined types) for the columns listed; other columns keep what they had. Levels looser than the classification are raised to it"`
 	// Relationships replaces all relationships when given; [] removes them.
 	Relationships *[]relationshipArg `json:"relationships,omitempty" jsonschema:"the model's relationships, replacing the current ones; [] removes them all"`
 }
@@ -74,11 +76,21 @@ type modelSummary struct {
 }
 
 // modelChange is what create_model and update_model return: the model as
-// stored, and the columns that got the blocked level because the caller
-// gave none.
+// stored, with each column's effective PII level, the columns whose level
+// is stricter than the caller asked for, and the blocked columns.
 type modelChange struct {
-	Model              store.Model `json:"model"`
-	DefaultedToBlocked []string    `json:"defaulted_to_blocked"`
+	Model   store.Model `json:"model"`
+	Raised  []piiRaise  `json:"pii_raised"`
+	Blocked []string    `json:"blocked_columns"`
+}
+
+// piiRaise says why a column's level is stricter than requested: the
+// warehouse columns it reads are classified so.
+type piiRaise struct {
+	Column    string   `json:"column"`
+	Requested string   `json:"requested"`
+	PII       string   `json:"pii"`
+	Sources   []string `json:"sources"`
 }
 
 func modelTools(d Deps) []Tool {
@@ -152,8 +164,9 @@ func modelTools(d Deps) []Tool {
 			Spec: mcp.NewTool("create_model", append(annotations("Create a model", false, false, false),
 				mcp.WithDescription("Create a model: a warehouse table, or a SQL query over warehouse tables, that audiences are built on. "+
 					"Give table (from list_tables) or sql (one read-only SELECT over analytics tables, no trailing semicolon; name tables without the schema, such as customers, so access filters apply). "+
-					"The warehouse checks the SQL without changing anything and reports the columns and their types. "+
-					"Give each column a PII level in columns: none, redacted, sync_only or blocked; columns you leave out are blocked (never shown), and the result lists them in defaulted_to_blocked. "+
+					"The warehouse checks the SQL without changing anything and reports the columns, their types and the warehouse columns each one reads. "+
+					"Each column's PII level (none, redacted, sync_only, blocked) comes from how people classified the warehouse columns it reads: a plain column keeps its column's level, any other expression takes the strictest level of every column the query reads, and unclassified columns are blocked. "+
+					"columns may only make a level stricter; the result lists in pii_raised where a level you asked for was raised, and the blocked columns. "+
 					"primary_key must be one of the columns; each relationship links a column of this model (foreign_key) to a column of another model (references). "+
 					"An error names the argument to fix, or why the warehouse refused the SQL; nothing is saved then. Check the result with preview_model."),
 				mcp.WithInputSchema[createModelArgs]())...),
@@ -171,8 +184,8 @@ func modelTools(d Deps) []Tool {
 		{
 			Spec: mcp.NewTool("update_model", append(annotations("Update a model", false, false, true),
 				mcp.WithDescription("Change a model: the fields you give replace the current ones, the others stay. "+
-					"A new table or sql is checked by the warehouse and its columns read again: columns that remain keep their PII levels, new ones are blocked unless you give them a level in columns (the result lists them in defaulted_to_blocked). "+
-					"columns sets PII levels (and types) of the columns you list; relationships replaces all relationships ([] removes them). "+
+					"A new table or sql is checked by the warehouse and its columns read again; every column's PII level comes from the classification of the warehouse columns it reads (see create_model). "+
+					"columns asks for stricter levels (and refined types) for the columns you list, never looser ones; relationships replaces all relationships ([] removes them). "+
 					"A change that would break another model's relationship (a new name, a dropped column) is refused and names that model. "+
 					"An error names the argument to fix; nothing is saved then."),
 				mcp.WithInputSchema[updateModelArgs]())...),
@@ -265,8 +278,7 @@ func createModel(ctx context.Context, d Deps, call *Call, args createModelArgs) 
 	if err != nil {
 		return Output{}, err
 	}
-	blocked, err := setColumns(&m, cols, nil, args.Columns)
-	if err != nil {
+	if err := setColumns(&m, cols, nil, args.Columns); err != nil {
 		return Output{}, err
 	}
 	m.PrimaryKey = args.PrimaryKey
@@ -291,7 +303,7 @@ func createModel(ctx context.Context, d Deps, call *Call, args createModelArgs) 
 		return Output{}, fmt.Errorf("create model %s: %w", m.Name, err)
 	}
 	call.ResourceID = created.ID
-	return Output{Data: modelChange{Model: created, DefaultedToBlocked: blocked}, Text: changeText("Created", created, blocked)}, nil
+	return changeOutput("Created", created), nil
 }
 
 // updateModel applies update_model's arguments to cur and stores the result
@@ -307,7 +319,6 @@ func updateModel(ctx context.Context, d Deps, call *Call, cur store.Model, args 
 	if args.Description != nil {
 		m.Description = *args.Description
 	}
-	var blocked []string
 	switch {
 	case args.Table != nil && args.SQL != nil:
 		return Output{}, Errorf("give table or sql, not both")
@@ -325,12 +336,11 @@ func updateModel(ctx context.Context, d Deps, call *Call, cur store.Model, args 
 		if err != nil {
 			return Output{}, err
 		}
-		if blocked, err = setColumns(&m, cols, cur.Columns, args.Columns); err != nil {
+		if err := setColumns(&m, cols, cur.Columns, args.Columns); err != nil {
 			return Output{}, err
 		}
 	default:
-		var err error
-		if blocked, err = setColumns(&m, m.Columns, cur.Columns, args.Columns); err != nil {
+		if err := setColumns(&m, m.Columns, cur.Columns, args.Columns); err != nil {
 			return Output{}, err
 		}
 	}
@@ -370,7 +380,7 @@ func updateModel(ctx context.Context, d Deps, call *Call, cur store.Model, args 
 	case err != nil:
 		return Output{}, fmt.Errorf("update model %s: %w", cur.ID, err)
 	}
-	return Output{Data: modelChange{Model: updated, DefaultedToBlocked: blocked}, Text: changeText("Updated", updated, blocked)}, nil
+	return changeOutput("Updated", updated), nil
 }
 
 // sourceColumns sets m's source to table or query and returns the source's
@@ -392,7 +402,8 @@ func sourceColumns(ctx context.Context, d Deps, call *Call, m *store.Model, tabl
 			if typ == "" {
 				typ = store.TypeString
 			}
-			cols[i] = store.Column{Name: c.Name, Type: typ, Nullable: c.Nullable}
+			cols[i] = store.Column{Name: c.Name, Type: typ, Nullable: c.Nullable,
+				Lineage: store.LineageColumn, Sources: []string{store.SourceColumn(t.Schema, t.Name, c.Name)}}
 		}
 		return cols, nil
 	}
@@ -408,12 +419,14 @@ func sourceColumns(ctx context.Context, d Deps, call *Call, m *store.Model, tabl
 	return cols, nil
 }
 
-// setColumns gives m the columns cols with PII levels: those of args first,
-// then those of prev (the model before an update) for columns that remain,
-// else blocked. It returns the columns that defaulted to blocked. An
-// argument naming an unknown column, twice the same column, or an unknown
-// level or type is an error naming it.
-func setColumns(m *store.Model, cols, prev []store.Column, args []columnArg) ([]string, error) {
+// setColumns gives m the columns cols (with their lineage) and the PII
+// levels their definition requests: those of args first, then those of
+// prev (the model before an update) for columns that remain. A requested
+// level only ever makes a column stricter: the store derives the effective
+// level from the classification of the column's sources. An argument
+// naming an unknown column, twice the same column, or an unknown level or
+// type is an error naming it.
+func setColumns(m *store.Model, cols, prev []store.Column, args []columnArg) error {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.Name
@@ -422,13 +435,13 @@ func setColumns(m *store.Model, cols, prev []store.Column, args []columnArg) ([]
 	for _, a := range args {
 		switch {
 		case !slices.Contains(names, a.Name):
-			return nil, Errorf("column %q in columns is not a column of the model; its columns are: %s", a.Name, strings.Join(names, ", "))
+			return Errorf("column %q in columns is not a column of the model; its columns are: %s", a.Name, strings.Join(names, ", "))
 		case given[a.Name].Name != "":
-			return nil, Errorf("column %q is in columns twice", a.Name)
-		case !guardrails.ValidPII(a.PII):
-			return nil, Errorf("column %q: pii %q is not a PII level; use none, redacted, sync_only or blocked", a.Name, a.PII)
+			return Errorf("column %q is in columns twice", a.Name)
+		case a.PII != "" && !guardrails.ValidPII(a.PII):
+			return Errorf("column %q: pii %q is not a PII level; use none, redacted, sync_only or blocked", a.Name, a.PII)
 		case a.Type != "" && !store.ValidColumnType(a.Type):
-			return nil, Errorf("column %q: type %q is not one of %s", a.Name, a.Type, strings.Join(store.ColumnTypes, ", "))
+			return Errorf("column %q: type %q is not one of %s", a.Name, a.Type, strings.Join(store.ColumnTypes, ", "))
 		}
 		given[a.Name] = a
 	}
@@ -436,29 +449,27 @@ func setColumns(m *store.Model, cols, prev []store.Column, args []columnArg) ([]
 	for _, c := range prev {
 		old[c.Name] = c
 	}
-	blocked := []string{}
 	out := make([]store.Column, len(cols))
 	for i, c := range cols {
+		c.PII = ""
 		if o, ok := old[c.Name]; ok {
-			c.PII = o.PII
+			c.Requested = o.Requested
 			if refines(o.Type, c.Type) {
 				c.Type = o.Type // a type the caller refined before
 			}
 		}
 		if a, ok := given[c.Name]; ok {
-			c.PII = a.PII
+			if a.PII != "" {
+				c.Requested = a.PII
+			}
 			if a.Type != "" {
 				c.Type = a.Type
 			}
 		}
-		if !guardrails.ValidPII(c.PII) {
-			c.PII = store.PIIBlocked
-			blocked = append(blocked, c.Name)
-		}
 		out[i] = c
 	}
 	m.Columns = out
-	return blocked, nil
+	return nil
 }
 
 // refines reports whether a column's earlier type t is a refinement of
@@ -551,14 +562,28 @@ func columnNames(cols []store.Column) string {
 	return strings.Join(names, ", ")
 }
 
-// changeText renders a created or updated model for clients that show text.
-func changeText(verb string, m store.Model, blocked []string) string {
+// changeOutput is create_model's and update_model's result: the model as
+// stored, the columns whose level was raised above the one requested, and
+// the blocked ones, with a rendering for clients that show text.
+func changeOutput(verb string, m store.Model) Output {
+	change := modelChange{Model: m, Raised: []piiRaise{}, Blocked: []string{}}
+	for _, c := range m.Columns {
+		if c.Requested != "" && c.PII != c.Requested {
+			change.Raised = append(change.Raised, piiRaise{Column: c.Name, Requested: c.Requested, PII: c.PII, Sources: c.Sources})
+		}
+		if c.PII == store.PIIBlocked {
+			change.Blocked = append(change.Blocked, c.Name)
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s model %s (%s): %d columns, primary key %s.", verb, m.Name, m.ID, len(m.Columns), m.PrimaryKey)
-	if len(blocked) > 0 {
-		fmt.Fprintf(&b, " No PII level was given for %s: they are blocked (never shown or synced); set a level with update_model if that is wrong.", strings.Join(blocked, ", "))
+	for _, r := range change.Raised {
+		fmt.Fprintf(&b, " Column %s is %s, not %s: it reads %s.", r.Column, r.PII, r.Requested, strings.Join(r.Sources, ", "))
 	}
-	return b.String()
+	if len(change.Blocked) > 0 {
+		fmt.Fprintf(&b, " Blocked (never shown or synced, not usable in conditions): %s. A column is blocked when it reads a blocked or unclassified warehouse column; people with governance.manage classify columns.", strings.Join(change.Blocked, ", "))
+	}
+	return Output{Data: change, Text: b.String()}
 }
 
 // previewModel reads up to limit rows of m with the caller's access filters

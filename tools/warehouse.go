@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/signalsmith/agent-server/store"
 )
 
 type listTablesArgs struct{}
@@ -58,7 +59,7 @@ func warehouseTools(d Deps) []Tool {
 		},
 		{
 			Spec: mcp.NewTool("describe_table", append(readOnly("Describe a warehouse table"),
-				mcp.WithDescription("Show the columns of one warehouse table with their types and nullability. Column names from here are what models and audience conditions refer to."),
+				mcp.WithDescription("Show the columns of one warehouse table with their types, nullability and PII classification (set by people; a model column that reads a column takes at least its level; unclassified is blocked). Column names from here are what models and audience conditions refer to."),
 				mcp.WithInputSchema[describeTableArgs]())...),
 			Permission: "sources.read",
 			Resource:   "table",
@@ -79,10 +80,19 @@ func warehouseTools(d Deps) []Tool {
 				if err != nil {
 					return Output{}, notFound(err, "table", args.Table, "list_tables")
 				}
+				classes, err := d.Store.PIIClasses(ctx, call.Principal.WorkspaceID)
+				if err != nil {
+					return Output{}, fmt.Errorf("describe table: %w", err)
+				}
+				levels := make(store.PIILevels, len(classes))
+				for _, c := range classes {
+					levels[c.Column] = c.Level
+				}
 				var b strings.Builder
 				fmt.Fprintf(&b, "%s:", t.QualifiedName())
-				for _, c := range t.Columns {
-					fmt.Fprintf(&b, " %s %s;", c.Name, c.Type)
+				for i, c := range t.Columns {
+					t.Columns[i].PII = levels.Level(store.SourceColumn(t.Schema, t.Name, c.Name))
+					fmt.Fprintf(&b, " %s %s (%s);", c.Name, c.Type, t.Columns[i].PII)
 				}
 				call.Summary = fmt.Sprintf("%d columns", len(t.Columns))
 				return Output{Data: t, Text: b.String()}, nil

@@ -20,6 +20,7 @@ var (
 	syncModes               = []string{"upsert", "mirror", "append"}
 	syncStates              = []string{"active", "paused"}
 	piiLevels               = []string{"", store.PIINone, store.PIIRedacted, store.PIISyncOnly, store.PIIBlocked}
+	lineages                = []string{"", store.LineageColumn, store.LineageExpression}
 )
 
 // destinationType is the form of a destination type ("webhook", "file").
@@ -95,7 +96,11 @@ func exists(ctx context.Context, q querier, table, workspaceID, id string) (bool
 // encodeModel returns a model's columns and relationships as the JSON the
 // models table stores.
 func encodeModel(op string, m store.Model) (cols, rels []byte, err error) {
-	if cols, err = json.Marshal(m.Columns); err != nil {
+	stored := make([]storedColumn, len(m.Columns))
+	for i, c := range m.Columns {
+		stored[i] = storedColumn{Name: c.Name, Type: c.Type, Nullable: c.Nullable, Requested: c.Requested, Lineage: c.Lineage, Sources: c.Sources}
+	}
+	if cols, err = json.Marshal(stored); err != nil {
 		return nil, nil, invalid(op, "columns", "cannot be encoded as JSON")
 	}
 	rels = []byte("[]")
@@ -105,6 +110,19 @@ func encodeModel(op string, m store.Model) (cols, rels []byte, err error) {
 		}
 	}
 	return cols, rels, nil
+}
+
+// storedColumn is a model column as the models table stores it: the
+// level its definition requests (under "pii", as columns were stored
+// before lineage) and its lineage, never the effective level, which the
+// store computes from the classification on every read (store.ApplyPII).
+type storedColumn struct {
+	Name      string   `json:"name"`
+	Type      string   `json:"type"`
+	Nullable  bool     `json:"nullable"`
+	Requested string   `json:"pii,omitempty"`
+	Lineage   string   `json:"lineage,omitempty"`
+	Sources   []string `json:"sources,omitempty"`
 }
 
 // validateModel checks a model before it is written.
@@ -132,8 +150,12 @@ func validateModel(op string, m *store.Model) error {
 			return invalid(op, "columns", "[%d]: name is required", i)
 		case cols[c.Name]:
 			return invalid(op, "columns", "name %q twice", c.Name)
-		case !oneOf(c.PII, piiLevels):
-			return invalid(op, "columns", "%q: pii %q is not none, redacted, sync_only or blocked", c.Name, c.PII)
+		case !oneOf(c.Requested, piiLevels):
+			return invalid(op, "columns", "%q: pii %q is not none, redacted, sync_only or blocked", c.Name, c.Requested)
+		case !oneOf(c.Lineage, lineages):
+			return invalid(op, "columns", "%q: lineage %q is not column or expression", c.Name, c.Lineage)
+		case c.Lineage == store.LineageColumn && len(c.Sources) != 1:
+			return invalid(op, "columns", "%q: a column reference has exactly one source", c.Name)
 		}
 		cols[c.Name] = true
 	}
@@ -186,7 +208,23 @@ func (d *DB) CreateModel(ctx context.Context, m store.Model) (store.Model, error
 	if err != nil {
 		return store.Model{}, err
 	}
-	return m, nil
+	return m, d.applyPII(ctx, &m)
+}
+
+// applyPII gives m's columns their effective PII levels under the
+// workspace's classification (store.ApplyPII).
+func (d *DB) applyPII(ctx context.Context, models ...*store.Model) error {
+	if len(models) == 0 {
+		return nil
+	}
+	levels, err := readPIILevels(ctx, d.read, models[0].WorkspaceID)
+	if err != nil {
+		return err
+	}
+	for _, m := range models {
+		store.ApplyPII(m, levels)
+	}
+	return nil
 }
 
 const modelColumns = `id, workspace_id, name, description, table_name, sql, primary_key, columns, relationships,
@@ -199,8 +237,13 @@ func scanModel(s interface{ Scan(...any) error }) (store.Model, error) {
 		&m.CreatedAt, &m.UpdatedAt); err != nil {
 		return store.Model{}, err
 	}
-	if err := json.Unmarshal([]byte(cols), &m.Columns); err != nil {
+	var stored []storedColumn
+	if err := json.Unmarshal([]byte(cols), &stored); err != nil {
 		return store.Model{}, fmt.Errorf("decode columns: %w", err)
+	}
+	m.Columns = make([]store.Column, len(stored))
+	for i, c := range stored {
+		m.Columns[i] = store.Column{Name: c.Name, Type: c.Type, Nullable: c.Nullable, Requested: c.Requested, Lineage: c.Lineage, Sources: c.Sources}
 	}
 	if err := json.Unmarshal([]byte(rels), &m.Relationships); err != nil {
 		return store.Model{}, fmt.Errorf("decode relationships: %w", err)
@@ -230,6 +273,13 @@ func (d *DB) ListModels(ctx context.Context, workspaceID string) ([]store.Model,
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list models: %w", err)
 	}
+	ptrs := make([]*store.Model, len(out))
+	for i := range out {
+		ptrs[i] = &out[i]
+	}
+	if err := d.applyPII(ctx, ptrs...); err != nil {
+		return nil, fmt.Errorf("list models: %w", err)
+	}
 	return out, nil
 }
 
@@ -241,6 +291,9 @@ func (d *DB) GetModel(ctx context.Context, workspaceID, idOrName string) (store.
 		workspaceID, idOrName, idOrName, idOrName))
 	if err != nil {
 		return store.Model{}, notFound("get model", idOrName, err)
+	}
+	if err := d.applyPII(ctx, &m); err != nil {
+		return store.Model{}, fmt.Errorf("get model %s: %w", m.ID, err)
 	}
 	return m, nil
 }

@@ -19,8 +19,8 @@ func customersModel(workspaceID string) store.Model {
 		PrimaryKey:  "customer_id",
 		Columns: []store.Column{
 			{Name: "customer_id", Type: "integer"},
-			{Name: "email", Type: "string", Nullable: true, PII: store.PIIRedacted},
-			{Name: "notes", Type: "string", Nullable: true, PII: store.PIIBlocked},
+			{Name: "email", Type: "string", Nullable: true, Requested: store.PIIRedacted},
+			{Name: "notes", Type: "string", Nullable: true, Requested: store.PIIBlocked},
 		},
 		Relationships: []store.Relationship{{Name: "orders", Model: "orders", ForeignKey: "customer_id", References: "customer_id"}},
 	}
@@ -236,7 +236,7 @@ func TestCatalogRejectsInvalid(t *testing.T) {
 		{"model primary key not a column", "primary_key", model(func(m *store.Model) { m.PrimaryKey = "id" })},
 		{"model without columns", "columns", model(func(m *store.Model) { m.Columns = nil })},
 		{"model duplicate column", "columns", model(func(m *store.Model) { m.Columns = append(m.Columns, m.Columns[0]) })},
-		{"model unknown pii level", "columns", model(func(m *store.Model) { m.Columns[1].PII = "secret" })},
+		{"model unknown pii level", "columns", model(func(m *store.Model) { m.Columns[1].Requested = "secret" })},
 		{"model incomplete relationship", "relationships", model(func(m *store.Model) { m.Relationships[0].Model = "" })},
 		{"model without workspace", "workspace_id", model(func(m *store.Model) { m.WorkspaceID = "" })},
 		{"audience without name", "name", audience(func(a *store.Audience) { a.Name = "" })},

@@ -33,6 +33,11 @@ const sampleRows = 100
 //     An aggregate over a large table is computed in full by this step,
 //     within the timeout (store.ErrQueryLimit past it).
 //
+//  4. The query is compiled once more without access filters, and never
+//     run, for each column's lineage (lineage.go): a plain reference to
+//     one analytics column, or an expression over every column the query
+//     reads.
+//
 // Declared types map through store.ColumnType; every column is Nullable.
 // Every refusal wraps store.ErrQueryRefused, so a caller needs one check;
 // SQL that does not compile and result columns that are not uniquely named
@@ -98,6 +103,16 @@ func (w *Warehouse) CheckSQL(ctx context.Context, limits store.QueryLimits, quer
 	}
 	if err != nil {
 		return nil, err
+	}
+	lineage, err := w.lineage(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if len(lineage) != len(cols) {
+		return nil, fmt.Errorf("%w: the SQL's columns change without access filters", store.ErrQueryRefused)
+	}
+	for i := range cols {
+		cols[i].Lineage, cols[i].Sources = lineage[i].Lineage, lineage[i].Sources
 	}
 	return cols, nil
 }

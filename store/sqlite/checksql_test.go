@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,8 +60,90 @@ func TestCheckSQLColumns(t *testing.T) {
 				t.Fatalf("columns = %+v, want %+v", cols, tt.want)
 			}
 			for i := range cols {
-				if cols[i] != tt.want[i] {
-					t.Errorf("column %d = %+v, want %+v", i, cols[i], tt.want[i])
+				got := store.Column{Name: cols[i].Name, Type: cols[i].Type, Nullable: cols[i].Nullable}
+				if !reflect.DeepEqual(got, tt.want[i]) {
+					t.Errorf("column %d = %+v, want %+v", i, got, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestCheckSQLLineage checks the lineage the engine gives each result
+// column: a plain reference names its one source column; anything else,
+// however it hides the column it reads, is an expression over every column
+// the query reads, so the strictest of their PII levels applies.
+func TestCheckSQLLineage(t *testing.T) {
+	t.Parallel()
+	w, _ := openTestWarehouse(t, WarehouseOptions{})
+	const (
+		email = "analytics.customers.email"
+		notes = "analytics.customers.notes"
+		id    = "analytics.customers.customer_id"
+		city  = "analytics.customers.city"
+	)
+	col := func(src string) []string { return []string{src} }
+	tests := []struct {
+		name    string
+		query   string
+		lineage []string   // per result column
+		sources [][]string // per result column
+	}{
+		{"plain and renamed", "SELECT customer_id, email AS x FROM customers",
+			[]string{store.LineageColumn, store.LineageColumn}, [][]string{col(id), col(email)}},
+		{"qualified", "SELECT c.city FROM analytics.customers c",
+			[]string{store.LineageColumn}, [][]string{col(city)}},
+		{"function", "SELECT customer_id, lower(email) AS e FROM customers",
+			[]string{store.LineageColumn, store.LineageExpression}, [][]string{col(id), {id, email}}},
+		{"substr and concatenation", "SELECT substr(email, 1, 3) || '' AS e FROM customers",
+			[]string{store.LineageExpression}, [][]string{col(email)}},
+		{"hex", "SELECT hex(notes) AS h FROM customers", []string{store.LineageExpression}, [][]string{col(notes)}},
+		{"case", "SELECT CASE WHEN customer_id > 0 THEN notes END AS n FROM customers",
+			[]string{store.LineageExpression}, [][]string{{id, notes}}},
+		{"json_object", "SELECT json_object('e', email) AS j FROM customers", []string{store.LineageExpression}, [][]string{col(email)}},
+		{"group_concat", "SELECT city, group_concat(email) AS all_emails FROM customers GROUP BY city",
+			[]string{store.LineageColumn, store.LineageExpression}, [][]string{col(city), {city, email}}},
+		{"window", "SELECT customer_id, first_value(notes) OVER (ORDER BY customer_id) AS n FROM customers",
+			[]string{store.LineageExpression, store.LineageExpression}, [][]string{{id, notes}, {id, notes}}},
+		{"union names the first arm only", "SELECT city FROM customers UNION SELECT email FROM customers",
+			[]string{store.LineageExpression}, [][]string{{city, email}}},
+		{"union inside a subquery", "SELECT x FROM (SELECT city AS x FROM customers UNION ALL SELECT notes FROM customers)",
+			[]string{store.LineageExpression}, [][]string{{city, notes}}},
+		{"cte", "WITH c AS (SELECT customer_id, notes AS city FROM customers) SELECT customer_id, city FROM c",
+			nil, [][]string{nil, nil}},
+		{"scalar subquery", "SELECT customer_id, (SELECT email FROM customers c2 WHERE c2.customer_id = c.customer_id) AS e FROM customers c",
+			[]string{store.LineageExpression, store.LineageExpression}, [][]string{{id, email}, {id, email}}},
+		{"join", "SELECT o.order_id, c.email FROM orders o JOIN customers c ON c.customer_id = o.customer_id",
+			[]string{store.LineageColumn, store.LineageColumn}, [][]string{col("analytics.orders.order_id"), col(email)}},
+		{"count reads no column", "SELECT count(*) AS n FROM customers", []string{store.LineageExpression}, [][]string{{}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cols, err := w.CheckSQL(context.Background(), store.QueryLimits{}, tt.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cols) != len(tt.sources) {
+				t.Fatalf("%d columns, want %d", len(cols), len(tt.sources))
+			}
+			for i, c := range cols {
+				if tt.lineage == nil {
+					// However SQLite compiles it, a renamed column must
+					// never be traced to the wrong source.
+					if c.Lineage == store.LineageColumn && c.Name == "city" && !slices.Equal(c.Sources, []string{notes}) {
+						t.Errorf("column %s traced to %v", c.Name, c.Sources)
+					}
+					if c.Name == "city" && !slices.Contains(c.Sources, notes) {
+						t.Errorf("column city = %+v: its values are notes", c)
+					}
+					continue
+				}
+				if c.Lineage != tt.lineage[i] {
+					t.Errorf("column %s lineage = %q, want %q", c.Name, c.Lineage, tt.lineage[i])
+				}
+				if !slices.Equal(c.Sources, tt.sources[i]) && !(len(c.Sources) == 0 && len(tt.sources[i]) == 0) {
+					t.Errorf("column %s sources = %v, want %v", c.Name, c.Sources, tt.sources[i])
 				}
 			}
 		})

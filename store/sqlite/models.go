@@ -61,7 +61,7 @@ func (d *DB) UpdateModel(ctx context.Context, m store.Model) (store.Model, error
 	if err != nil {
 		return store.Model{}, err
 	}
-	return m, nil
+	return m, d.applyPII(ctx, &m)
 }
 
 // DeleteModel deletes a model in one transaction. It returns ErrNotFound for

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/signalsmith/agent-server/store"
 )
@@ -14,9 +15,17 @@ import (
 // idempotent: objects that exist by name are left as they are, so a run
 // interrupted half-way is completed by the next.
 func SeedDemoMetadata(ctx context.Context, s store.Store, workspaceID string) error {
+	if err := seedDemoClassification(ctx, s, workspaceID); err != nil {
+		return err
+	}
 	models := make(map[string]store.Model)
 	for _, m := range demoModels() {
 		m.WorkspaceID = workspaceID
+		for i := range m.Columns {
+			// The levels are the classification's: the models request none
+			// of their own, so a person's reclassification applies to them.
+			m.Columns[i].Requested = ""
+		}
 		got, err := s.GetModel(ctx, workspaceID, m.Name)
 		if errors.Is(err, store.ErrNotFound) {
 			got, err = s.CreateModel(ctx, m)
@@ -94,11 +103,41 @@ func SeedDemoMetadata(ctx context.Context, s store.Store, workspaceID string) er
 	return nil
 }
 
+// seedDemoClassification classifies every column of the demo tables that
+// is not classified yet, with the levels of demoModels: names, email and
+// phone redacted, birth date sync-only, notes blocked, the rest none.
+func seedDemoClassification(ctx context.Context, s store.Store, workspaceID string) error {
+	have, err := s.PIIClasses(ctx, workspaceID)
+	if err != nil {
+		return fmt.Errorf("seed pii classes: %w", err)
+	}
+	known := make(map[string]bool, len(have))
+	for _, c := range have {
+		known[c.Column] = true
+	}
+	var missing []store.PIIClass
+	for _, m := range demoModels() {
+		for _, c := range m.Columns {
+			ref := strings.ToLower(m.Table + "." + c.Name)
+			if !known[ref] {
+				missing = append(missing, store.PIIClass{Column: ref, Level: c.Requested, UpdatedBy: "demo"})
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := s.SetPIIClasses(ctx, workspaceID, missing); err != nil {
+		return fmt.Errorf("seed pii classes: %w", err)
+	}
+	return nil
+}
+
 // demoModels are the models over the demo tables, with PII levels: names,
 // email and phone redacted; birth date sync-only; notes blocked.
 func demoModels() []store.Model {
 	col := func(name, typ, pii string, nullable bool) store.Column {
-		return store.Column{Name: name, Type: typ, PII: pii, Nullable: nullable}
+		return store.Column{Name: name, Type: typ, Requested: pii, Nullable: nullable}
 	}
 	return []store.Model{
 		{

@@ -633,6 +633,9 @@ func (c *warehouseConn) checkStatement(query string) (stmtInfo, error) {
 				return stmtInfo{}, fmt.Errorf("%w: only one statement is allowed", store.ErrQueryRefused)
 			}
 			first = stmt
+			if rec := c.state.recorder(); rec != nil {
+				rec.stop() // the lineage is the first compilation's
+			}
 		}
 		if tail <= p {
 			break // nothing consumed: cannot happen, but never loop forever
@@ -653,6 +656,8 @@ func (c *warehouseConn) checkStatement(query string) (stmtInfo, error) {
 			name:     libc.GoString(sqlite3.Xsqlite3_column_name(tls, first, i)),
 			declType: libc.GoString(sqlite3.Xsqlite3_column_decltype(tls, first, i)),
 		}
+		c := &info.columns[i]
+		c.originSchema, c.originTable, c.originColumn = columnOrigin(tls, first, i)
 	}
 	return info, c.checkProgram(tls, first)
 }
@@ -662,10 +667,12 @@ type stmtInfo struct {
 	columns []stmtColumn
 }
 
-// stmtColumn is one result column: its name and the declared type of the
-// table column it comes from, empty for an expression.
+// stmtColumn is one result column: its name, and the declared type and
+// the schema, table and name of the table column it is a plain reference
+// to, empty for an expression.
 type stmtColumn struct {
-	name, declType string
+	name, declType                          string
+	originSchema, originTable, originColumn string
 }
 
 // checkProgram lists the bytecode of a prepared statement and refuses it if
@@ -950,6 +957,9 @@ type authState struct {
 	setup bool
 	// filter holds the access filters installed for the current call.
 	filter *connFilters
+	// lineage, while set, records the reads of the statement being
+	// compiled (lineage.go).
+	lineage *lineageRecorder
 }
 
 func (s *authState) setSetup(on bool) {
@@ -1018,10 +1028,17 @@ func queryPolicy(s *authState) sqlite.AuthorizerFn {
 		if s.inSetup() {
 			return sqlite.AuthorizerOK
 		}
+		rec := s.recorder()
 		switch action {
 		case sqlite.AuthSelect, sqlite.AuthRecursive:
+			if rec != nil && action == sqlite.AuthSelect {
+				rec.noteSelect()
+			}
 			return sqlite.AuthorizerOK
 		case sqlite.AuthRead:
+			if rec != nil {
+				rec.noteRead(dbName, arg1, arg2)
+			}
 			if f := s.filters(); f != nil {
 				if ok, decided, reason := f.filterRead(arg1, arg2, dbName, view); decided {
 					if ok {

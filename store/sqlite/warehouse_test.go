@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -459,7 +460,7 @@ func TestWarehouseDescribe(t *testing.T) {
 				"marketing_consent": {Name: "marketing_consent", Type: "INTEGER", Nullable: true},
 			}
 			for _, c := range tb.Columns {
-				if wc, ok := want[c.Name]; ok && c != wc {
+				if wc, ok := want[c.Name]; ok && !reflect.DeepEqual(c, wc) {
 					t.Errorf("column %+v, want %+v", c, wc)
 				}
 			}

@@ -394,3 +394,39 @@ func short(h string) string {
 	}
 	return h
 }
+
+// AuditAppender is what Audited needs of a Store.
+type AuditAppender interface {
+	AppendAudit(ctx context.Context, e AuditEvent) error
+}
+
+// Audited runs change, a store change made by a person (the command line,
+// the JSON API), with ev as its pending audit event, so the store records
+// ev (decision executed) in the change's own transaction. If the change
+// fails, ev is recorded as failed with reason(err), which must say nothing
+// secret; if it succeeded without recording ev (it wrote nothing), ev is
+// recorded as executed. It returns change's error, or the audit write's
+// when the change was made but its record could not be written.
+func Audited(ctx context.Context, s AuditAppender, ev AuditEvent, reason func(error) string, change func(context.Context) error) error {
+	start := time.Now()
+	pctx, p := WithPendingAudit(ctx, &ev, func(e *AuditEvent) {
+		e.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+	})
+	err := change(pctx)
+	if p.Written() {
+		return err
+	}
+	ev.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+	if err != nil {
+		ev.Decision, ev.Reason, ev.Result = DecisionFailed, reason(err), ""
+	} else {
+		ev.Decision = DecisionExecuted
+	}
+	if aerr := s.AppendAudit(context.WithoutCancel(ctx), ev); aerr != nil {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("the change was made but its audit record failed: %w", aerr)
+	}
+	return err
+}

@@ -62,10 +62,12 @@ func StricterPII(a, b string) string {
 // PIIClass is the level humans gave one warehouse source column.
 type PIIClass struct {
 	// Column is "schema.table.column", lowercase.
-	Column    string    `json:"column"`
-	Level     string    `json:"level"`
-	UpdatedAt time.Time `json:"updated_at"`
-	UpdatedBy string    `json:"updated_by,omitempty"`
+	Column string `json:"column"`
+	Level  string `json:"level"`
+	// Classified is false for a column nobody classified (it is blocked).
+	Classified bool      `json:"classified"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	UpdatedBy  string    `json:"updated_by,omitempty"`
 }
 
 // SourceColumn returns the classification key of a warehouse column:

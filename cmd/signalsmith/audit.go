@@ -361,31 +361,8 @@ func operatorEvent(ws store.Workspace, source, action, resourceType, result stri
 	}
 }
 
-// audited runs change, a store change, with ev as its pending audit event,
-// so the store records ev (decision executed) in the change's own
-// transaction. If the change fails, ev is written as failed with the
-// reason; if it succeeded without recording ev (it wrote nothing), ev is
-// written as executed.
+// audited runs change with ev as its pending audit event (store.Audited),
+// a failure's reason redacted.
 func audited(ctx context.Context, s store.Store, ev store.AuditEvent, change func(context.Context) error) error {
-	start := time.Now()
-	pctx, p := store.WithPendingAudit(ctx, &ev, func(e *store.AuditEvent) {
-		e.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
-	})
-	err := change(pctx)
-	if p.Written() {
-		return err
-	}
-	ev.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
-	if err != nil {
-		ev.Decision, ev.Reason, ev.Result = store.DecisionFailed, guardrails.RedactString(err.Error()), ""
-	} else {
-		ev.Decision = store.DecisionExecuted
-	}
-	if aerr := s.AppendAudit(context.WithoutCancel(ctx), ev); aerr != nil {
-		if err != nil {
-			return err
-		}
-		return fmt.Errorf("the change was made but its audit record failed: %w", aerr)
-	}
-	return err
+	return store.Audited(ctx, s, ev, func(err error) string { return guardrails.RedactString(err.Error()) }, change)
 }

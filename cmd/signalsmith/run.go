@@ -33,6 +33,8 @@ Commands:
   approvals list [--state S] [--json] | show ID [--json]
   approvals approve|reject ID [--comment C] [--policy FILE]   decide as SIGNALSMITH_API_KEY's person
   policies show | apply FILE | reset                   the AI policies servers use (without --policy)
+  pii list [--json] | set COLUMN LEVEL [COLUMN LEVEL ...] | import FILE
+                                                       classify warehouse columns (schema.table.column)
 
 --data-dir defaults to $SIGNALSMITH_DATA_DIR, else ./signalsmith-data.
 `
@@ -68,6 +70,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.approvalsCmd(ctx, rest[1:])
 	case "policies":
 		return m.policiesCmd(ctx, rest[1:])
+	case "pii":
+		return m.piiCmd(ctx, rest[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil

@@ -23,7 +23,7 @@ func (d *DB) PIIClasses(ctx context.Context, workspaceID string) ([]store.PIICla
 		if err := rows.Scan(&c.Column, &c.Level, &c.UpdatedAt, &c.UpdatedBy); err != nil {
 			return nil, fmt.Errorf("list pii classes: %w", err)
 		}
-		c.UpdatedAt = c.UpdatedAt.UTC()
+		c.UpdatedAt, c.Classified = c.UpdatedAt.UTC(), true
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {

@@ -783,6 +783,9 @@ func openWarehousePool(ctx context.Context, dir string, policy func(*authState) 
 	q.Set("_time_format", "sqlite")
 	q.Add("_pragma", "query_only(1)")
 	q.Add("_pragma", "trusted_schema(0)")
+	// The audit shipper (or another process) may be writing cdp_audit.db
+	// while a connection attaches it: wait for the lock, as the store does.
+	q.Add("_pragma", "busy_timeout(5000)")
 	base, err := sqlite.NewConnector("file::memory:?" + q.Encode())
 	if err != nil {
 		return nil, err

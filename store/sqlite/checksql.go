@@ -22,11 +22,13 @@ const sampleRows = 100
 //     the result columns and, for a column read straight from a table, the
 //     declared type. Column names must be unique (ignoring case, as SQLite
 //     does), or the query is store.ErrInvalid.
+//
 //  2. checkStatement on the query wrapped as store.Model.Relation wraps it
 //     for previews and audiences: SQL that only works alone (a trailing
 //     semicolon, an unterminated comment, EXPLAIN) is refused here with
 //     store.ErrQueryRefused, and so is SQL whose columns change when
 //     wrapped.
+//
 //  3. The wrapped query runs with LIMIT 100: a column without a declared
 //     type (an expression) takes the type of its first non-NULL value
 //     (integer, number or string); one with no such value is a string.

@@ -17,7 +17,11 @@
 //     defaults, the kill switch and rate limits (counted through a
 //     RateLimiter, which the store implements);
 //   - PII masking of previews (pii.go) and redaction of audit arguments
-//     (redact.go).
+//     (redact.go);
+//   - the checks of a person's PII classification of warehouse columns
+//     (classify.go), shared by "signalsmith pii" and /api/v1/pii, so both
+//     accept and refuse the same input. The levels of model columns are
+//     derived from it by the store (store.ApplyPII).
 //
 // Destination filters (DESIGN.md section 6) belong here too, when they
 // arrive.

@@ -30,6 +30,8 @@ func (s *Server) Handler() http.Handler {
 	for _, prefix := range []string{"/approvals", "/approvals/", "/api/v1/approvals", "/api/v1/approvals/"} {
 		mux.Handle(prefix, s.approvalsWeb)
 	}
+	// PII classification of warehouse columns, for people (piiapi.go).
+	mux.HandleFunc("/api/v1/pii", s.servePII)
 	// Prometheus metrics: counts, durations and tool names only, no secret
 	// or personal data, so no authentication; the listener is loopback
 	// unless the operator chose otherwise.

@@ -93,7 +93,9 @@
 // (store.QueryLimits.Filters) become per-query TEMP views on the query's
 // connection, with an authorizer and program check that refuse every read
 // of a filtered table except through its view (filter.go has the design).
-// CheckSQL checks a SQL model without running it to completion. The warehouse
+// CheckSQL checks a SQL model without running it to completion, and gives
+// each result column its lineage from the engine (lineage.go), from which
+// the store derives its PII level. The warehouse
 // uses the store package, the SQLite driver with its C library
 // (modernc.org/sqlite/lib, modernc.org/libc) and the standard library.
 //

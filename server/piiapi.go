@@ -1,0 +1,171 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/store"
+)
+
+// The PII classification API (DESIGN.md section 3): /api/v1/pii, for people
+// who classify warehouse columns from scripts and chat bots, beside
+// "signalsmith pii" on the command line. GET lists every warehouse column
+// with its level (governance.read); PUT classifies columns
+// (governance.manage) with the body
+//
+//	{"columns": {"analytics.customers.email": "redacted"}}
+//
+// Keys are bearer user keys: an agent key is refused whatever its role,
+// since an agent never changes its own guardrails. A PUT is checked against
+// the warehouse and audited (source API) in the transaction that makes it;
+// a refused PUT is audited as failed and changes nothing.
+
+// maxPIIBody caps a PUT body.
+const maxPIIBody = 64 << 10
+
+// errForbidden is a caller that may not do what it asked.
+var errForbidden = errors.New("forbidden")
+
+// piiBody is what PUT /api/v1/pii takes.
+type piiBody struct {
+	Columns map[string]string `json:"columns"`
+}
+
+func (s *Server) servePII(w http.ResponseWriter, r *http.Request) {
+	if reason := rebinding(r, s.allowedOrigins); reason != "" {
+		http.Error(w, "Forbidden: "+reason, http.StatusForbidden)
+		return
+	}
+	ctx := r.Context()
+	start := time.Now()
+	reqID := newRequestID()
+	perm := "governance.read"
+	if r.Method == http.MethodPut {
+		perm = "governance.manage"
+	} else if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, PUT")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed", "message": "use GET or PUT"})
+		return
+	}
+	p, err := s.auth.Authenticate(ctx, bearer(r))
+	if err != nil {
+		ev := s.gate.event(ctx, "", nil, start)
+		s.gate.noteAuthFailure(ev, err)
+		ev.Source, ev.Action, ev.ResourceType, ev.Decision = store.SourceAPI, perm, "pii", store.DecisionDenied
+		_ = s.gate.audit(ctx, ev, start)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="signalsmith", error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": ErrUnauthenticated.Error()})
+		return
+	}
+	ev := store.AuditEvent{At: start.UTC(), Source: store.SourceAPI, Action: perm, ResourceType: "pii",
+		ResourceID: p.WorkspaceID, RequestID: reqID}
+	setActor(&ev, p)
+
+	var classes []store.PIIClass
+	change := func() error {
+		if p.Kind != store.KindUser {
+			return fmt.Errorf("%w: agent keys may not read or change PII classification; a person with %s must", errForbidden, perm)
+		}
+		acc, err := s.gate.rbac.Authorize(ctx, p, perm)
+		if err != nil {
+			return err
+		}
+		if !acc.Allowed {
+			return fmt.Errorf("%w: %s", errForbidden, acc.Reason)
+		}
+		if r.Method != http.MethodPut {
+			return nil
+		}
+		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPIIBody))
+		if err != nil {
+			return fmt.Errorf("read the body (at most %d bytes): %w", maxPIIBody, store.ErrInvalid)
+		}
+		var body piiBody
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || dec.More() {
+			return fmt.Errorf(`the body must be {"columns": {"schema.table.column": "level", ...}}: %w`, store.ErrInvalid)
+		}
+		for col, level := range body.Columns {
+			classes = append(classes, store.PIIClass{Column: col, Level: level, UpdatedBy: p.MemberName})
+		}
+		ev.Args = guardrails.Redact(map[string]any{"columns": body.Columns})
+		ev.Result = fmt.Sprintf("classified %d columns", len(classes))
+		return nil
+	}
+	if err := change(); err != nil {
+		s.piiError(w, r, &ev, reqID, start, err)
+		return
+	}
+	if r.Method != http.MethodPut {
+		list, err := s.store.PIIClasses(ctx, p.WorkspaceID)
+		if err == nil {
+			list, err = guardrails.PIIColumns(ctx, s.warehouse, list)
+		}
+		if err != nil {
+			s.piiError(w, r, &ev, reqID, start, err)
+			return
+		}
+		ev.Decision, ev.Result = store.DecisionAllowed, fmt.Sprintf("%d columns", len(list))
+		if err := s.gate.audit(ctx, &ev, start); err != nil {
+			s.piiError(w, r, nil, reqID, start, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"columns": list})
+		return
+	}
+	err = store.Audited(ctx, s.store, ev, func(err error) string { return guardrails.RedactString(publicMessage(err)) }, func(ctx context.Context) error {
+		checked, err := guardrails.CheckPIIClasses(ctx, s.warehouse, classes)
+		if err != nil {
+			return err
+		}
+		classes = checked
+		return s.store.SetPIIClasses(ctx, p.WorkspaceID, checked)
+	})
+	if err != nil {
+		s.piiError(w, r, nil, reqID, start, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"columns": classes})
+}
+
+// publicMessage is err's text when its kind may be shown, else a generic
+// one.
+func publicMessage(err error) string {
+	if errors.Is(err, store.ErrInvalid) || errors.Is(err, errForbidden) {
+		return err.Error()
+	}
+	return "internal error"
+}
+
+// piiError answers a refused or failed request to /api/v1/pii and, when ev
+// is not nil, audits it as denied (forbidden) or failed.
+func (s *Server) piiError(w http.ResponseWriter, r *http.Request, ev *store.AuditEvent, reqID string, start time.Time, err error) {
+	status, code := http.StatusInternalServerError, "internal"
+	switch {
+	case errors.Is(err, errForbidden):
+		status, code = http.StatusForbidden, "forbidden"
+	case errors.Is(err, store.ErrInvalid):
+		status, code = http.StatusBadRequest, "invalid"
+	}
+	msg := publicMessage(err)
+	if status == http.StatusInternalServerError {
+		s.log.Error("pii api", "request_id", reqID, "err", err)
+		msg = internalMessage(reqID)
+	}
+	if ev != nil {
+		ev.Decision, ev.Reason, ev.Result = store.DecisionFailed, guardrails.RedactString(msg), ""
+		if status == http.StatusForbidden {
+			ev.Decision = store.DecisionDenied
+		}
+		_ = s.gate.audit(r.Context(), ev, start)
+	}
+	writeJSON(w, status, map[string]string{"error": code, "message": msg, "request_id": reqID})
+}

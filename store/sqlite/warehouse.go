@@ -275,6 +275,8 @@ func (w *Warehouse) Describe(ctx context.Context, schema, name string) (store.Ta
 // store.ErrQueryLimit (the query ran past its timeout and was interrupted),
 // store.ErrInvalid (a statement SQLite cannot compile, such as a syntax
 // error or an unknown column), or the context's error when ctx ends first.
+// What the engine reports is a store.QueryError in words of the warehouse's
+// own (warehouse_errors.go), never SQLite's message, which can quote data.
 //
 // limits.Filters restrict the rows the query sees (see applyFilters): a
 // filtered table named without its schema is a view over the permitted

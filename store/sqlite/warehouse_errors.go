@@ -112,22 +112,23 @@ type compilePattern struct {
 }
 
 // compilePatterns are the compiler's messages the vocabulary covers, most
-// specific first. sqlite3_errmsg after a failed prepare has no prefix.
+// specific first. sqlite3_errmsg after a failed prepare has no prefix. A
+// captured name may span lines ((?s)): inSQL refuses to quote it, but the
+// kind is still told.
 var compilePatterns = []compilePattern{
-	{store.QuerySyntax, regexp.MustCompile(`^near "(.*)": syntax error$`), `syntax error near "%s"`, "syntax error"},
-	{store.QuerySyntax, regexp.MustCompile(`^unrecognized token: "(.*)"$`), `syntax error: unrecognized token "%s"`, "syntax error: unrecognized token"},
+	{store.QuerySyntax, regexp.MustCompile(`(?s)^near "(.*)": syntax error$`), `syntax error near "%s"`, "syntax error"},
+	{store.QuerySyntax, regexp.MustCompile(`(?s)^unrecognized token: "(.*)"$`), `syntax error: unrecognized token "%s"`, "syntax error: unrecognized token"},
 	{store.QuerySyntax, regexp.MustCompile(`^incomplete input$`), "syntax error: the SQL ends too early (incomplete input)", ""},
-	{store.QueryUnknownTable, regexp.MustCompile(`^no such table: (.+)$`), "no such table: %s", "no such table"},
-	{store.QueryUnknownColumn, regexp.MustCompile(`^no such column: "(.+)" - should this be a string literal in single-quotes\?$`),
+	{store.QueryUnknownTable, regexp.MustCompile(`(?s)^no such table: (.+)$`), "no such table: %s", "no such table"},
+	{store.QueryUnknownColumn, regexp.MustCompile(`(?s)^no such column: "(.+)" - should this be a string literal in single-quotes\?$`),
 		`no such column: "%s" (double quotes name a column; write a string in single quotes)`,
 		"no such column (double quotes name a column; write a string in single quotes)"},
-	{store.QueryUnknownColumn, regexp.MustCompile(`^no such column: (.+)$`), "no such column: %s", "no such column"},
-	{store.QueryUnknownColumn, regexp.MustCompile(`^ambiguous column name: (.+)$`), "ambiguous column name: %s (qualify it with its table)", "ambiguous column name"},
-	{store.QueryUnknownFunction, regexp.MustCompile(`^no such function: (.+)$`), "no such function: %s", "no such function"},
-	{store.QueryArguments, regexp.MustCompile(`^wrong number of arguments to function (.+)\(\)$`), "wrong number of arguments to function %s()", "wrong number of arguments to a function"},
-	{store.QueryCompile, regexp.MustCompile(`^misuse of aggregate(?: function|:) (.+)\(\)$`), "misuse of aggregate function %s()", "misuse of an aggregate function"},
-	{store.QueryCompile, regexp.MustCompile(`^misuse of window function (.+)\(\)$`), "misuse of window function %s()", "misuse of a window function"},
-	{store.QueryTypeMismatch, regexp.MustCompile(`^datatype mismatch$`), "", ""},
+	{store.QueryUnknownColumn, regexp.MustCompile(`(?s)^no such column: (.+)$`), "no such column: %s", "no such column"},
+	{store.QueryUnknownColumn, regexp.MustCompile(`(?s)^ambiguous column name: (.+)$`), "ambiguous column name: %s (qualify it with its table)", "ambiguous column name"},
+	{store.QueryUnknownFunction, regexp.MustCompile(`(?s)^no such function: (.+)$`), "no such function: %s", "no such function"},
+	{store.QueryArguments, regexp.MustCompile(`(?s)^wrong number of arguments to function (.+)\(\)$`), "wrong number of arguments to function %s()", "wrong number of arguments to a function"},
+	{store.QueryCompile, regexp.MustCompile(`(?s)^misuse of aggregate(?: function|:) (.+)\(\)$`), "misuse of aggregate function %s()", "misuse of an aggregate function"},
+	{store.QueryCompile, regexp.MustCompile(`(?s)^misuse of window function (.+)\(\)$`), "misuse of window function %s()", "misuse of a window function"},
 	{store.QueryCompile, regexp.MustCompile(`^sub-select returns \d+ columns - expected \d+$`), "", ""},
 	{store.QueryCompile, regexp.MustCompile(`^\d+(?:st|nd|rd|th) (?:ORDER|GROUP) BY term out of range - should be between \d+ and \d+$`), "", ""},
 	{store.QueryCompile, regexp.MustCompile(`^SELECTs to the left and right of (?:UNION|UNION ALL|INTERSECT|EXCEPT) do not have the same number of result columns$`), "", ""},
@@ -145,6 +146,8 @@ func compileError(query, msg string, rc int32) error {
 	case sqlite3.SQLITE_ERROR:
 	case sqlite3.SQLITE_TOOBIG:
 		return &store.QueryError{Kind: store.QueryCompile, Msg: "the SQL, or a value written in it, is too long"}
+	case sqlite3.SQLITE_MISMATCH:
+		return &store.QueryError{Kind: store.QueryTypeMismatch, Msg: "a value in the SQL has a type it cannot be used as (datatype mismatch)"}
 	default:
 		return fmt.Errorf("query: prepare failed (SQLite code %d)", rc)
 	}

@@ -234,3 +234,49 @@ func renameFor(args map[string]any, i int) map[string]any {
 	}
 	return out
 }
+
+// TestWarehouseCompileErrorsNameOnlyTheSQL checks that SQL which does not
+// compile still gets an error the agent can fix, naming what it wrote, and
+// that SQL which handles its values runs as before.
+func TestWarehouseCompileErrorsNameOnlyTheSQL(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	cases := []struct{ name, sql, want string }{
+		{"syntax error", "SELEC customer_id FROM customers", `the warehouse refused the model's SQL: syntax error near "SELEC"`},
+		{"unknown column", "SELECT nope AS customer_id FROM customers", "no such column: nope"},
+		{"unknown table", "SELECT customer_id FROM nope", "no such table: nope"},
+		{"unknown function", "SELECT nope(customer_id) AS customer_id FROM customers", "no such function: nope"},
+		{"wrong number of arguments", "SELECT abs(customer_id, 1) AS customer_id FROM customers", "wrong number of arguments to function abs()"},
+		{"double-quoted string", `SELECT customer_id FROM customers WHERE state = "CA"`, `no such column: "CA" (double quotes name a column`},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			key, k := e.key(t, fmt.Sprintf("writer-%d", i), "member", store.KindAgent, nil)
+			c := e.client(t, key)
+			res := call(t, c, "create_model", map[string]any{"name": fmt.Sprintf("m_%d", i), "sql": tc.sql, "primary_key": "customer_id"})
+			if !res.IsError || !strings.Contains(text(res), tc.want) {
+				t.Errorf("create_model(%q) = %v %q, want an error containing %q", tc.sql, res.IsError, text(res), tc.want)
+			}
+			if ev := e.lastAuditOf(t, k.Prefix, "create_model"); ev.Decision != store.DecisionFailed || !strings.Contains(ev.Reason, tc.want) {
+				t.Errorf("audit = %s %q, want failed with %q", ev.Decision, ev.Reason, tc.want)
+			}
+		})
+	}
+	t.Run("SQL that handles its values", func(t *testing.T) {
+		t.Parallel()
+		key, _ := e.key(t, "writer-ok", "member", store.KindAgent, nil)
+		c := e.client(t, key)
+		structured(t, call(t, c, "create_model", map[string]any{
+			"name":        "notes_json",
+			"sql":         `SELECT customer_id, CASE WHEN json_valid(notes) THEN json_extract(notes, '$.tag') END AS tag FROM customers`,
+			"primary_key": "customer_id",
+			"columns":     []map[string]any{{"name": "customer_id", "pii": "none"}, {"name": "tag", "pii": "none"}},
+		}), &modelChange{})
+		var p previewResult
+		structured(t, call(t, c, "preview_model", map[string]any{"model": "notes_json", "limit": 100}), &p)
+		if len(p.Rows) != 100 {
+			t.Errorf("preview of a model that handles its values: %d rows, want 100", len(p.Rows))
+		}
+	})
+}

@@ -5,6 +5,11 @@
 // Every Store and Warehouse method reports failures with the sentinel errors
 // declared here (ErrNotFound, ErrConflict, ErrInvalid, ErrQueryLimit,
 // ErrQueryRefused), wrapped with context; callers test them with errors.Is.
+// A warehouse reports a failed query as a QueryError (query_error.go): a
+// kind of a fixed vocabulary (syntax, unknown table, column or function,
+// arguments, type mismatch, not allowed, timeout, a failure while it ran)
+// and a message built from it, never the engine's own message, which can
+// quote a value from the data. errors.Is matches it against the sentinels.
 //
 // The audit trail's contract lives here too (audit.go, audit_verify.go): the
 // hash chain's canonical encoding (AuditHash, CanonicalJSON), a call's

@@ -89,7 +89,8 @@ type Warehouse interface {
 	// Query runs one read-only statement with bound arguments. Writes and
 	// reads outside the analytics schema are refused (ErrQueryRefused); a
 	// query over its limits is cancelled (ErrQueryLimit). limits.Filters
-	// restrict the rows it sees.
+	// restrict the rows it sees. The engine's failures are QueryErrors,
+	// whose messages never quote the data.
 	Query(ctx context.Context, limits QueryLimits, query string, args ...any) (Result, error)
 	// CheckSQL checks a SQL model's query without running it to completion
 	// and returns its result columns, with types mapped to the model column

@@ -11,7 +11,10 @@
 // types are errors the model can act on), and returns either an Output
 // (structured JSON plus a short text) or an error: a *Error for a failure
 // the model should read, any other error for an internal failure the caller
-// sees only as "internal error" with a request id.
+// sees only as "internal error" with a request id. Warehouse errors become
+// *Error through queryError, which shows a store.QueryError's safe message
+// and, for a query that failed while it ran, one fixed explanation: the
+// engine's message never reaches the model or the audit reason.
 //
 // tools may import store, guardrails and mcp-go's mcp package; it never
 // imports server or a database driver.

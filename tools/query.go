@@ -26,10 +26,12 @@ func (d Deps) queryLimits(ctx context.Context, call *Call) (store.QueryLimits, e
 }
 
 // queryError turns a warehouse error into one the model can act on: a
-// query over its time limit, one the engine refused, or SQL the engine
-// cannot compile. what names the query ("the model's SQL", "the preview").
-// Any other error is returned as it is (internal).
+// query over its time limit, one that failed while it ran, one the engine
+// refused, or SQL the engine cannot compile. what names the query ("the
+// model's SQL", "the preview"). Any other error is returned as it is
+// (internal).
 func queryError(err error, limits store.QueryLimits, what string) error {
+	var qe *store.QueryError
 	switch {
 	case errors.Is(err, store.ErrQueryLimit):
 		limit := "its time limit"
@@ -37,6 +39,11 @@ func queryError(err error, limits store.QueryLimits, what string) error {
 			limit = limits.Timeout.String()
 		}
 		return Errorf("the query took longer than %s and was cancelled; narrow it (fewer rows, a simpler model SQL, fewer joins) and try again", limit)
+	case errors.As(err, &qe) && qe.Kind == store.QueryRuntime:
+		// The warehouse's message is fixed: the engine's can quote the
+		// value it failed on.
+		return Errorf("%s: %s. The warehouse's own message is not shown, as it can contain customer data: "+
+			"change the SQL so that every row's values can be computed (for example check JSON with json_valid first) and try again", what, qe.Msg)
 	case errors.Is(err, store.ErrQueryRefused):
 		return Errorf("the warehouse refused %s: %s", what, queryDetail(err))
 	case errors.Is(err, store.ErrInvalid):
@@ -47,8 +54,9 @@ func queryError(err error, limits store.QueryLimits, what string) error {
 
 // queryDetail is a warehouse error's message without the error kinds,
 // which queryError already put in words. The warehouse's messages name
-// tables, columns, functions and SQL syntax, never data; anything that
-// looks like an API key is cut to its prefix all the same.
+// tables, columns, functions and SQL syntax from the SQL's text, never data
+// (store.QueryError); anything that looks like an API key is cut to its
+// prefix all the same.
 func queryDetail(err error) string {
 	msg := err.Error()
 	for _, s := range []string{store.ErrQueryRefused.Error() + ": ", "query: "} {

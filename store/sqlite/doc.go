@@ -99,6 +99,19 @@
 // uses the store package, the SQLite driver with its C library
 // (modernc.org/sqlite/lib, modernc.org/libc) and the standard library.
 //
+// Warehouse errors never pass on SQLite's message, which can quote a row's
+// value ("bad JSON path: '<the email>'"). warehouse_errors.go maps a
+// statement that does not compile to a store.QueryError in a fixed
+// vocabulary (compilePatterns): syntax errors, unknown tables, columns and
+// functions, wrong argument counts, and a few messages of fixed words and
+// numbers, naming a token or name only when it occurs in the submitted SQL
+// text, and one fixed message for anything else. Everything that fails
+// while the statement runs (binding, stepping, reading rows: JSON errors,
+// integer overflow, values too big) is mapped by SQLite's code alone: one
+// fixed runtime message for what the caller's SQL can cause, an internal
+// error naming the code for the rest (I/O, corruption, memory), which is
+// all a log line then shows.
+//
 // GenerateDemo writes the demo analytics.db (customers, orders, events)
 // deterministically from a seed and a generation time, under a temporary
 // name renamed into place only when complete; DemoExists says whether there

@@ -275,6 +275,8 @@ func (w *Warehouse) Describe(ctx context.Context, schema, name string) (store.Ta
 // store.ErrQueryLimit (the query ran past its timeout and was interrupted),
 // store.ErrInvalid (a statement SQLite cannot compile, such as a syntax
 // error or an unknown column), or the context's error when ctx ends first.
+// What the engine reports is a store.QueryError in words of the warehouse's
+// own (warehouse_errors.go), never SQLite's message, which can quote data.
 //
 // limits.Filters restrict the rows the query sees (see applyFilters): a
 // filtered table named without its schema is a view over the permitted
@@ -408,7 +410,8 @@ func (s *session) check(query string) (stmtInfo, error) {
 }
 
 // read runs query, which check has accepted, and returns at most maxRows
-// rows.
+// rows. Its errors are readErrors: what fails now fails while the statement
+// runs, and warehouseQueryError maps it by SQLite's code alone.
 func (s *session) read(query string, args []any, maxRows int) (store.Result, error) {
 	// The driver interrupts a statement whose context ends only while it
 	// computes the first row; a statement that is slow between later rows
@@ -439,12 +442,12 @@ func (s *session) read(query string, args []any, maxRows int) (store.Result, err
 	}
 	rows, err := s.conn.QueryContext(s.ctx, query, bound...)
 	if err != nil {
-		return store.Result{}, err
+		return store.Result{}, &readError{err}
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		return store.Result{}, err
+		return store.Result{}, &readError{err}
 	}
 	res := store.Result{Columns: cols, Rows: [][]any{}}
 	dest := make([]any, len(cols))
@@ -458,7 +461,7 @@ func (s *session) read(query string, args []any, maxRows int) (store.Result, err
 			dest[i] = &row[i]
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return store.Result{}, err
+			return store.Result{}, &readError{err}
 		}
 		for i, v := range row {
 			if b, ok := v.([]byte); ok && utf8.Valid(b) {
@@ -468,46 +471,14 @@ func (s *session) read(query string, args []any, maxRows int) (store.Result, err
 		res.Rows = append(res.Rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		return store.Result{}, err
+		return store.Result{}, &readError{err}
 	}
 	// Close now, not deferred: the statement must be finished before the
 	// session removes its filters.
 	if err := rows.Close(); err != nil {
-		return store.Result{}, err
+		return store.Result{}, &readError{err}
 	}
 	return res, nil
-}
-
-// warehouseQueryError maps a failed query to the warehouse's error kinds.
-func warehouseQueryError(qctx context.Context, timeout time.Duration, rc *warehouseConn, err error) error {
-	if errors.Is(context.Cause(qctx), errQueryTimeout) {
-		return fmt.Errorf("query: ran longer than %s and was cancelled: %w", timeout, store.ErrQueryLimit)
-	}
-	if qctx.Err() != nil {
-		return fmt.Errorf("query: %w", context.Cause(qctx))
-	}
-	if errors.Is(err, store.ErrQueryRefused) || errors.Is(err, store.ErrInvalid) {
-		return err
-	}
-	if rc != nil {
-		// The driver prepares the statement again: should the schema have
-		// changed since checkStatement, the authorizer has the last word.
-		if reason := rc.state.reason(); reason != "" {
-			return fmt.Errorf("%w: %s", store.ErrQueryRefused, reason)
-		}
-	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_AUTH:
-			return fmt.Errorf("%w: the statement is not allowed", store.ErrQueryRefused)
-		case sqlite3.SQLITE_READONLY:
-			return fmt.Errorf("%w: writes are not allowed", store.ErrQueryRefused)
-		case sqlite3.SQLITE_ERROR, sqlite3.SQLITE_RANGE, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH:
-			return fmt.Errorf("query: %s: %w", se.Error(), store.ErrInvalid)
-		}
-	}
-	return fmt.Errorf("query: %w", err)
 }
 
 // Connections.
@@ -624,7 +595,7 @@ func (c *warehouseConn) checkStatement(query string) (stmtInfo, error) {
 			if first != 0 {
 				return stmtInfo{}, fmt.Errorf("%w: only one statement is allowed", store.ErrQueryRefused)
 			}
-			return stmtInfo{}, c.prepareError(tls, rc)
+			return stmtInfo{}, c.prepareError(tls, rc, query)
 		}
 		stmt, tail := readPointer(ppStmt), readPointer(ppTail)
 		if stmt != 0 {
@@ -726,21 +697,18 @@ func (c *warehouseConn) checkProgram(tls *libc.TLS, stmt uintptr) error {
 	}
 }
 
-// prepareError maps a failed sqlite3_prepare_v2. A denial by the authorizer
-// is a refusal, whatever code SQLite reports it with (SQLITE_AUTH for
-// tables, SQLITE_ERROR for functions).
-func (c *warehouseConn) prepareError(tls *libc.TLS, rc int32) error {
+// prepareError maps a failed sqlite3_prepare_v2 of query. A denial by the
+// authorizer is a refusal, whatever code SQLite reports it with
+// (SQLITE_AUTH for tables, SQLITE_ERROR for functions); anything else is
+// described by compileError, never in SQLite's own words.
+func (c *warehouseConn) prepareError(tls *libc.TLS, rc int32, query string) error {
 	if reason := c.state.reason(); reason != "" {
 		return fmt.Errorf("%w: %s", store.ErrQueryRefused, reason)
 	}
-	msg := libc.GoString(sqlite3.Xsqlite3_errmsg(tls, c.db))
-	switch rc & 0xff {
-	case sqlite3.SQLITE_AUTH:
+	if rc&0xff == sqlite3.SQLITE_AUTH {
 		return fmt.Errorf("%w: the statement is not allowed", store.ErrQueryRefused)
-	case sqlite3.SQLITE_ERROR, sqlite3.SQLITE_TOOBIG:
-		return fmt.Errorf("query: %s: %w", msg, store.ErrInvalid)
 	}
-	return fmt.Errorf("query: prepare: %s (%d)", msg, rc)
+	return compileError(query, libc.GoString(sqlite3.Xsqlite3_errmsg(tls, c.db)), rc)
 }
 
 // readPointer reads a C pointer from C memory at p, by copying its bytes.

@@ -149,12 +149,16 @@ FROM customers ORDER BY customer_id DESC LIMIT 100000`, target, expr)
 				args map[string]any
 			}{{"create_model", probeModel("probe", "json_extract('{}', email)")}},
 			tool: "preview_model", args: map[string]any{"model": "probe", "limit": 100}},
-		{name: "preview_model a CASE that fails for one customer's notes",
+		// A column that reads notes is blocked, so no preview computes it;
+		// a WHERE clause is computed for every row a preview reads.
+		{name: "preview_model a WHERE that fails for one customer's notes",
 			prepare: []struct {
 				tool string
 				args map[string]any
-			}{{"create_model", probeModel("probe", "json_extract('{}', notes)")}},
-			tool: "preview_model", args: map[string]any{"model": "probe", "limit": 5}},
+			}{{"create_model", everyone("probe", fmt.Sprintf(`SELECT customer_id, city FROM customers
+WHERE CASE WHEN customer_id = %d THEN json_extract('{}', notes) ELSE 1 END IS NOT NULL
+ORDER BY customer_id DESC LIMIT 100000`, target))}},
+			tool: "preview_model", args: map[string]any{"model": "probe", "limit": 100}},
 		{name: "preview_model a CAST of one customer's email into a JSON path",
 			prepare: []struct {
 				tool string
@@ -177,7 +181,7 @@ FROM customers ORDER BY customer_id DESC LIMIT 100000`, target, expr)
 			prepare: []struct {
 				tool string
 				args map[string]any
-			}{{"create_model", probeModel("probe", "json_extract('{}', notes)")}},
+			}{{"create_model", probeModel("probe", "json_extract('{}', email)")}},
 			tool: "create_audience", args: map[string]any{"name": "probed", "definition": onProbe("probe")}},
 	}
 	t.Run("probes", func(t *testing.T) {

@@ -31,20 +31,24 @@ func TestRefusedMCPRequestsLeaveOneEvent(t *testing.T) {
 	cases := []struct {
 		name, body string
 		wantReason string
-		wantCode   int
+		// wantCode is the JSON-RPC error code of the answer; 0 for an
+		// answer mcp-go gives as plain text.
+		wantCode    int
+		contentType string
 	}{
-		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_tables"}}]`, "batch", -32600},
-		{"jsonrpc 1.0", `{"jsonrpc":"1.0","id":1,"method":"tools/list"}`, "jsonrpc", -32600},
-		{"missing jsonrpc", `{"id":1,"method":"tools/call","params":{"name":"list_tables","arguments":{}}}`, "jsonrpc", -32600},
-		{"jsonrpc as a number", `{"jsonrpc":2.0,"id":1,"method":"tools/list"}`, "jsonrpc", -32600},
-		{"non-string tool name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":{"tool":"delete_model"},"arguments":{"model":"customers"}}}`, "tool name", -32602},
-		{"numeric tool name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7,"arguments":{}}}`, "tool name", -32602},
-		{"params as an array", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["delete_model",{"model":"customers"}]}`, "params", -32602},
-		{"initialize with a malformed clientInfo", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":"me"}}`, "params", -32602},
-		{"non-string method", `{"jsonrpc":"2.0","id":1,"method":["tools/call"]}`, "method", -32600},
-		{"unknown method", `{"jsonrpc":"2.0","id":1,"method":"admin/export_keys","params":{}}`, "method", -32601},
-		{"unsupported method", `{"jsonrpc":"2.0","id":1,"method":"resources/list"}`, "method", -32601},
-		{"not an object", `"tools/list"`, "object", -32600},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_tables"}}]`, "batch", -32600, ""},
+		{"jsonrpc 1.0", `{"jsonrpc":"1.0","id":1,"method":"tools/list"}`, "jsonrpc", -32600, ""},
+		{"missing jsonrpc", `{"id":1,"method":"tools/call","params":{"name":"list_tables","arguments":{}}}`, "jsonrpc", -32600, ""},
+		{"jsonrpc as a number", `{"jsonrpc":2.0,"id":1,"method":"tools/list"}`, "jsonrpc", -32600, ""},
+		{"non-string tool name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":{"tool":"delete_model"},"arguments":{"model":"customers"}}}`, "tool name", -32602, ""},
+		{"numeric tool name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7,"arguments":{}}}`, "tool name", -32602, ""},
+		{"params as an array", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["delete_model",{"model":"customers"}]}`, "params", -32602, ""},
+		{"initialize with a malformed clientInfo", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":"me"}}`, "params", -32602, ""},
+		{"non-string method", `{"jsonrpc":"2.0","id":1,"method":["tools/call"]}`, "method", -32600, ""},
+		{"unknown method", `{"jsonrpc":"2.0","id":1,"method":"admin/export_keys","params":{}}`, "method", -32601, ""},
+		{"unsupported method", `{"jsonrpc":"2.0","id":1,"method":"resources/list"}`, "method", -32601, ""},
+		{"not an object", `"tools/list"`, "object", -32600, ""},
+		{"not JSON content", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, "content type", 0, "text/plain"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,14 +59,22 @@ func TestRefusedMCPRequestsLeaveOneEvent(t *testing.T) {
 			// what it refuses itself only inside one.
 			sid := session(t, e, key)
 			before := len(e.audit(t))
-			status, _, body := postHeaders(t, e.url, key, tc.body, "Mcp-Session-Id", sid)
+			contentType := "application/json"
+			if tc.contentType != "" {
+				contentType = tc.contentType
+			}
+			status, _, body := postHeaders(t, e.url, key, tc.body, "Mcp-Session-Id", sid, "Content-Type", contentType)
 			var answer struct {
 				Error struct {
 					Code    int    `json:"code"`
 					Message string `json:"message"`
 				} `json:"error"`
 			}
-			if err := json.Unmarshal([]byte(body), &answer); err != nil || answer.Error.Code != tc.wantCode || answer.Error.Message == "" {
+			if tc.wantCode == 0 {
+				if status != http.StatusBadRequest {
+					t.Errorf("answer %d %s, want 400", status, body)
+				}
+			} else if err := json.Unmarshal([]byte(body), &answer); err != nil || answer.Error.Code != tc.wantCode || answer.Error.Message == "" {
 				t.Errorf("answer %d %s, want a JSON-RPC error with code %d", status, body, tc.wantCode)
 			}
 			evs := e.audit(t)[before:]
@@ -88,12 +100,13 @@ func TestOrdinaryMCPTrafficIsNotRefused(t *testing.T) {
 	if _, err := c.ListTools(context.Background(), mcp.ListToolsRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Ping(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	res := call(t, c, "list_models", nil)
 	if res.IsError {
 		t.Fatal(text(res))
+	}
+	sid := session(t, e, key)
+	if status, _, body := postHeaders(t, e.url, key, `{"jsonrpc":"2.0","id":"p1","method":"ping"}`, "Mcp-Session-Id", sid); status != http.StatusOK || !strings.Contains(body, `"result"`) {
+		t.Errorf("ping: %d %s", status, body)
 	}
 	for _, ev := range e.audit(t) {
 		if ev.Action == "mcp.request" {

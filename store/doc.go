@@ -7,6 +7,9 @@
 // ErrQueryRefused), wrapped with context; callers test them with errors.Is.
 //
 // The audit trail's contract lives here too (audit.go, audit_verify.go): the
+// redaction and limits every recorded event passes (BoundAudit, built on
+// RedactSecrets and BoundText: a store applies it to each event before it
+// hashes it, so no writer can skip it), the
 // hash chain's canonical encoding (AuditHash, CanonicalJSON), a call's
 // pending audit event that a store records in the transaction of the change
 // (WithPendingAudit, NoteAuditResource), the outbox a store keeps

@@ -22,6 +22,15 @@ const DefaultTTL = 24 * time.Hour
 // says why.
 var ErrForbidden = errors.New("forbidden")
 
+// ErrArgsRefused means a call cannot be queued for a human because of its
+// arguments; the error text says why and what to do, and quotes none of
+// them.
+var ErrArgsRefused = errors.New("the call's arguments cannot be queued for approval")
+
+// MaxArgs is the largest canonical argument text, in bytes, a queued call
+// may have: reviewers read all of it, and it is stored whole.
+const MaxArgs = 64 << 10
+
 // Authorizer is the RBAC check the queue needs; *guardrails.RBAC has it.
 type Authorizer interface {
 	Authorize(ctx context.Context, p store.Principal, permission string) (guardrails.Access, error)
@@ -110,10 +119,24 @@ func Canonical(args json.RawMessage) (json.RawMessage, string, error) {
 // Request queues a call the guardrails sent to a human: it pins the tool,
 // the canonical arguments and their hash, the requester, and the decision's
 // policy version, rules and reason with the facts at request time.
+//
+// Arguments that contain an API key (in a name or a value, at any depth)
+// or are longer than MaxArgs are refused with ErrArgsRefused. The approval
+// must pin exactly what will run, so its arguments cannot be redacted as
+// the audit trail's are; and a key in them would be shown to every
+// reviewer, on the page, the API and the requester's approval tools.
 func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool string, args json.RawMessage, d guardrails.Decision, facts map[string]any) (store.Approval, error) {
 	canon, hash, err := Canonical(args)
 	if err != nil {
 		return store.Approval{}, err
+	}
+	// The canonical text writes every name and string unescaped, so a key
+	// spelt with \u escapes is found too.
+	if store.HasAPIKey(string(canon)) {
+		return store.Approval{}, fmt.Errorf("%w: they contain a SignalSmith API key, which reviewers and the audit trail would see; remove the key from the arguments and call again", ErrArgsRefused)
+	}
+	if len(canon) > MaxArgs {
+		return store.Approval{}, fmt.Errorf("%w: they are %d bytes, more than the %d a reviewer can be shown; make the call smaller and call again", ErrArgsRefused, len(canon), MaxArgs)
 	}
 	now := q.now().UTC()
 	a, err := q.store.CreateApproval(ctx, store.Approval{
@@ -130,7 +153,7 @@ func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool str
 		PolicyVersion:    d.PolicyVersion,
 		Rules:            d.Rules,
 		Reason:           d.Reason,
-		Facts:            facts,
+		Facts:            guardrails.Redact(facts),
 		CreatedAt:        now,
 		ExpiresAt:        now.Add(q.ttl),
 	})
@@ -251,8 +274,10 @@ func (q *Queue) Finish(ctx context.Context, a store.Approval, ok bool, outcome s
 	if ok {
 		to = store.ApprovalSucceeded
 	}
+	// The outcome is the tool's answer, which can quote names the caller
+	// chose: it is shown to reviewers, so no secret stays in it.
 	return q.notified(q.store.TransitionApproval(ctx, a.WorkspaceID, a.ID, store.ApprovalChange{
-		From: store.ApprovalExecuting, To: to, At: q.now().UTC(), Outcome: outcome,
+		From: store.ApprovalExecuting, To: to, At: q.now().UTC(), Outcome: store.RedactSecrets(outcome),
 	}))
 }
 

@@ -6,7 +6,12 @@
 //
 // An approval pins the tool, the canonical JSON arguments (Canonical) and
 // their SHA-256, the requester, and the policy version, rules, reason and
-// facts at request time. Every state change is a compare-and-set on the
+// facts at request time. The pinned arguments are what reviewers see and
+// what runs, so they are never redacted: Request refuses
+// (ErrArgsRefused) arguments that contain an API key or exceed MaxArgs,
+// rather than show a key to reviewers or run something other than what
+// they saw. Facts are redacted, and the stored outcome has keys cut to
+// their prefix. Every state change is a compare-and-set on the
 // stored state, so an approval executes at most once: Begin lets exactly one
 // caller move it from approved to executing, and Recover resolves an
 // approval a crash left executing as failed instead of running it again.

@@ -17,7 +17,10 @@
 //     defaults, the kill switch and rate limits (counted through a
 //     RateLimiter, which the store implements);
 //   - PII masking of previews (pii.go) and redaction of audit arguments
-//     (redact.go);
+//     (redact.go): secret-named values, and API keys in argument names and
+//     values at any depth. The secret patterns themselves are
+//     store.RedactSecrets, which the store applies to every event it
+//     records (store.BoundAudit);
 //   - the checks of a person's PII classification of warehouse columns
 //     (classify.go), shared by "signalsmith pii" and /api/v1/pii, so both
 //     accept and refuse the same input. The levels of model columns are

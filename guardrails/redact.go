@@ -2,8 +2,9 @@ package guardrails
 
 import (
 	"encoding/json"
-	"regexp"
 	"strings"
+
+	"github.com/signalsmith/agent-server/store"
 )
 
 // Redaction limits: audit args keep their shape but not their bulk.
@@ -13,26 +14,14 @@ const (
 	maxRedactItems  = 100
 )
 
-// keyPattern matches a SignalSmith API key (ss_, a 12-character prefix, an
-// underscore, the secret) anywhere in a string; the prefix is kept.
-var keyPattern = regexp.MustCompile(`(ss_[a-z2-7]{12})_[a-z2-7]{20,}`)
-
-// headerPattern matches an Authorization, Proxy-Authorization, Cookie or
-// Set-Cookie header written out in text ("Cookie: a=b"), up to the end of
-// the line; bearerPattern a bearer credential anywhere. These never enter
-// an audit record, a log line or an error, whatever else the text says.
-var (
-	headerPattern = regexp.MustCompile(`(?i)\b((?:proxy-)?authorization|set-cookie|cookie)(\s*[:=]\s*)[^\r\n]*`)
-	bearerPattern = regexp.MustCompile(`(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+`)
-)
-
 // secretNames are argument names whose values are never recorded.
 var secretNames = []string{"password", "secret", "token", "api_key", "apikey", "authorization", "cookie", "credential", "private_key", "passphrase"}
 
 // Redact returns a copy of tool arguments fit for an audit record: values of
-// secret-named fields replaced, API keys in any string cut to their prefix,
-// long strings truncated, deep or long structures cut. Arguments that are
-// not a JSON object are recorded by type only.
+// secret-named fields replaced, API keys in any string and in any argument
+// name cut to their prefix, long strings and names truncated, deep or long
+// structures cut. Arguments that are not a JSON object are recorded by type
+// only. The store bounds the whole event again (store.BoundAudit).
 func Redact(args any) map[string]any {
 	if raw, ok := args.(json.RawMessage); ok {
 		if json.Unmarshal(raw, &args) != nil {
@@ -64,11 +53,13 @@ func redactValue(v any, depth int) any {
 				break
 			}
 			n++
+			// A name is the caller's text as much as a value is.
+			name := RedactString(k)
 			if isSecretName(k) {
-				out[k] = "[redacted]"
+				out[name] = "[redacted]"
 				continue
 			}
-			out[k] = redactValue(val, depth+1)
+			out[name] = redactValue(val, depth+1)
 		}
 		return out
 	case []any:
@@ -87,16 +78,11 @@ func redactValue(v any, depth int) any {
 
 // RedactString cuts any API key in s to its public prefix, removes the
 // values of Authorization, Cookie and Set-Cookie headers and bearer
-// credentials written in it, and truncates a long s. Use it on any text
-// from outside that is echoed or recorded.
+// credentials written in it, and cuts a long s to 512 bytes, ending with
+// store.TruncationMark. Use it on any text from outside that is echoed or
+// recorded.
 func RedactString(s string) string {
-	s = keyPattern.ReplaceAllString(s, "${1}_[redacted]")
-	s = headerPattern.ReplaceAllString(s, "${1}${2}[redacted]")
-	s = bearerPattern.ReplaceAllString(s, "${1} [redacted]")
-	if len(s) > maxRedactString {
-		s = strings.ToValidUTF8(s[:maxRedactString], "") + "…"
-	}
-	return s
+	return store.BoundText(store.RedactSecrets(s), maxRedactString)
 }
 
 func isSecretName(name string) bool {

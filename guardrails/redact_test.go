@@ -3,6 +3,8 @@ package guardrails
 import (
 	"strings"
 	"testing"
+
+	"github.com/signalsmith/agent-server/store"
 )
 
 func TestRedact(t *testing.T) {
@@ -47,7 +49,7 @@ func TestRedactString(t *testing.T) {
 		t.Errorf("RedactString = %q", got)
 	}
 	long := strings.Repeat("é", 400)
-	if got := RedactString(long); len(got) > 520 || !strings.HasSuffix(got, "…") || strings.ContainsRune(got, '\uFFFD') {
+	if got := RedactString(long); len(got) > 512 || !strings.HasSuffix(got, store.TruncationMark) || strings.ContainsRune(got, '\uFFFD') {
 		t.Errorf("long string not cut cleanly: %d bytes", len(got))
 	}
 }

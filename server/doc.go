@@ -12,6 +12,22 @@
 // authenticated before MCP sees them: a missing or bad key gets 401, and
 // the refusal is audited.
 //
+// The HTTP layer in front of mcp-go (http.go, httpaudit.go) audits every
+// request to /mcp that is refused, because what mcp-go refuses never
+// reaches the gate. Malformed JSON-RPC from an authenticated caller (a
+// batch, a wrong or missing jsonrpc version, a method, id, params or tool
+// name of the wrong type, params that do not decode into the method's
+// request) is answered here with a JSON-RPC error and one event; a method
+// the server does not serve, an HTTP method other than GET, POST and
+// DELETE, or a body that is not application/json is audited and left to
+// mcp-go to answer.
+// Without a valid key, a client address gets maxKeyFailures key checks a
+// window (a minute), then 429 without a check (no bcrypt), except for a
+// key the Authenticator verified within its cache time; its first
+// maxAnonEvents refusals are audited one by one, the rest counted and
+// audited as one event when the window ends or FlushRequestAudit runs (serve
+// calls it when it stops). Memory is bounded by maxAddresses windows.
+//
 // Audit: a read, a denial or a failure is recorded (durably, in a group
 // commit shared with concurrent calls) before the answer; a tool that
 // writes carries its event into the store with the call
@@ -26,7 +42,9 @@
 // a message saying what to do next; anything else is logged with a request
 // id and reaches the caller only as "internal error" with that id. Secrets
 // never reach a log line, an error, an audit record or a result: keys are
-// known by their prefix only, and audit arguments are redacted (Redact).
+// known by their prefix only, audit arguments are redacted
+// (guardrails.Redact), and every event is redacted and bounded again by
+// the store (store.BoundAudit), as the gate's events are when they start.
 //
 // server imports tools, guardrails and store; never a database driver.
 package server

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
+	"github.com/signalsmith/agent-server/approvals"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
 	"github.com/signalsmith/agent-server/tools"
@@ -211,6 +212,9 @@ func rawArgs(req mcp.CallToolRequest) json.RawMessage {
 // where it stands. Nothing of the call runs now.
 func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time, t tools.Tool, call *tools.Call, raw json.RawMessage, v verdict) *mcp.CallToolResult {
 	a, err := g.guard.queue.Request(ctx, call.Principal, store.SourceAI, t.Spec.Name, raw, v.Decision, v.Facts)
+	if errors.Is(err, approvals.ErrArgsRefused) {
+		return g.deny(ctx, ev, start, err.Error(), "This call needs a human's approval and was not queued: "+err.Error()+".")
+	}
 	if err != nil {
 		g.log.Error("queue approval", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
 		return g.deny(ctx, ev, start, "the approval request could not be recorded", internalMessage(ev.RequestID))
@@ -295,8 +299,10 @@ func (g *Gate) AuditUnknownTool(ctx context.Context, _ any, method mcp.MCPMethod
 
 // event starts the audit event of one call. Its action is the MCP method
 // until the gate knows the tool's permission.
+// Its fields are bounded and redacted from the start (the store does it
+// again), so log lines that name the tool are too.
 func (g *Gate) event(ctx context.Context, tool string, args any, start time.Time) *store.AuditEvent {
-	return &store.AuditEvent{
+	ev := store.BoundAudit(store.AuditEvent{
 		At:        start.UTC(),
 		Action:    string(mcp.MethodToolsCall),
 		Source:    store.SourceAI,
@@ -305,7 +311,8 @@ func (g *Gate) event(ctx context.Context, tool string, args any, start time.Time
 		Client:    clientName(ctx),
 		SessionID: sessionID(ctx),
 		RequestID: newRequestID(),
-	}
+	})
+	return &ev
 }
 
 // authFailed records a failed authentication and returns the result the

@@ -66,7 +66,9 @@ func (s *Server) protectMCP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if reason := rebinding(r, s.allowedOrigins); reason != "" {
 			s.log.Warn("mcp request refused", "reason", reason, "remote", r.RemoteAddr)
-			http.Error(w, "Forbidden: "+reason, http.StatusForbidden)
+			ev := s.gate.event(r.Context(), "", nil, time.Now())
+			ev.ActorType, ev.Action, ev.KeyPrefix, ev.Reason = "unknown", "mcp.request", KeyPrefix(bearer(r)), reason
+			s.refuseAnonymous(w, r, ev, http.StatusForbidden, -32600, "Forbidden: "+reason)
 			return
 		}
 		var body []byte
@@ -78,7 +80,7 @@ func (s *Server) protectMCP(next http.Handler) http.Handler {
 				ev := s.gate.event(r.Context(), "", nil, time.Now())
 				ev.ActorType, ev.Action = "unknown", "mcp.request"
 				ev.KeyPrefix, ev.Reason = KeyPrefix(bearer(r)), "request body too large"
-				s.refuse(w, r, ev, http.StatusRequestEntityTooLarge, "Request body exceeds the limit of "+strconv.FormatInt(s.maxBody, 10)+" bytes")
+				s.refuseAnonymous(w, r, ev, http.StatusRequestEntityTooLarge, -32600, "Request body exceeds the limit of "+strconv.FormatInt(s.maxBody, 10)+" bytes")
 				return
 			}
 			if err != nil {
@@ -87,12 +89,8 @@ func (s *Server) protectMCP(next http.Handler) http.Handler {
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		p, err := s.auth.Authenticate(r.Context(), bearer(r))
-		if err != nil {
-			ev := s.gate.event(r.Context(), toolOf(body), nil, time.Now())
-			s.gate.noteAuthFailure(ev, err)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="signalsmith", error="invalid_token"`)
-			s.refuse(w, r, ev, http.StatusUnauthorized, "Authentication failed: "+ErrUnauthenticated.Error())
+		p, ok := s.authenticateHTTP(w, r, body)
+		if !ok {
 			return
 		}
 		if len(body) > 0 && !json.Valid(body) {
@@ -100,6 +98,9 @@ func (s *Server) protectMCP(next http.Handler) http.Handler {
 			setActor(ev, p)
 			ev.Action, ev.Reason = "mcp.request", "malformed JSON-RPC request"
 			s.refuse(w, r, ev, http.StatusBadRequest, "Parse error: the body is not valid JSON")
+			return
+		}
+		if !s.checkRPC(w, r, p, body) {
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))

@@ -66,6 +66,7 @@ type Server struct {
 	maxBody        int64
 	allowedOrigins []string
 	approvalsWeb   *approvals.Web
+	refusals       *refusals
 }
 
 // New builds the MCP server: every tool of package tools registered behind
@@ -141,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 		log:            log,
 		maxBody:        cfg.MaxBody,
 		allowedOrigins: cfg.AllowedOrigins,
+		refusals:       newRefusals(),
 	}
 	srv.mcpHTTP = mcpserver.NewStreamableHTTPServer(s, mcpserver.WithEndpointPath("/mcp"))
 	if err := approvalNotifier(cfg, approvalURL, log); err != nil {

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -429,4 +431,184 @@ func Audited(ctx context.Context, s AuditAppender, ev AuditEvent, reason func(er
 		return fmt.Errorf("the change was made but its audit record failed: %w", aerr)
 	}
 	return err
+}
+
+// Patterns of secrets that never enter an audit record, an approval, a log
+// line or an error, wherever they appear in a text. keyPattern matches a
+// SignalSmith API key (ss_, a 12-character prefix, an underscore, the
+// secret), whose prefix is kept; headerPattern an Authorization,
+// Proxy-Authorization, Cookie or Set-Cookie header written out in text
+// ("Cookie: a=b") up to the end of the line; bearerPattern a bearer
+// credential.
+var (
+	keyPattern    = regexp.MustCompile(`(ss_[a-z2-7]{12})_[a-z2-7]{20,}`)
+	headerPattern = regexp.MustCompile(`(?i)\b((?:proxy-)?authorization|set-cookie|cookie)(\s*[:=]\s*)[^\r\n]*`)
+	bearerPattern = regexp.MustCompile(`(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+`)
+)
+
+// RedactSecrets cuts every API key in s to its public prefix
+// ("ss_abcdefghijkl_[redacted]") and removes the values of Authorization,
+// Cookie and Set-Cookie headers and bearer credentials written in it. It
+// does not shorten s otherwise.
+func RedactSecrets(s string) string {
+	s = keyPattern.ReplaceAllString(s, "${1}_[redacted]")
+	s = headerPattern.ReplaceAllString(s, "${1}${2}[redacted]")
+	return bearerPattern.ReplaceAllString(s, "${1} [redacted]")
+}
+
+// HasAPIKey reports whether s contains something shaped like a SignalSmith
+// API key.
+func HasAPIKey(s string) bool { return keyPattern.MatchString(s) }
+
+// TruncationMark ends a text BoundAudit cut.
+const TruncationMark = "…[truncated]"
+
+// Limits of audit event fields, in bytes (BoundAudit). They are far above
+// what a real call writes, and small enough that a caller cannot grow the
+// trail by sending huge names.
+const (
+	maxAuditID     = 128 // workspace, actor, approval, session and request ids
+	maxAuditShort  = 128 // tool, action, source, decision, types, key prefix, one rule
+	maxAuditName   = 256 // actor name, resource id, client
+	maxAuditText   = 2 << 10
+	maxAuditRules  = 32
+	maxAuditArgs   = 16 << 10 // the args' canonical JSON
+	maxArgsText    = 1 << 10  // one name or string value inside args
+	maxArgsDepth   = 8
+	truncatedField = "_truncated"
+)
+
+// BoundAudit returns e fit to be recorded: every text field valid UTF-8,
+// with secrets redacted (RedactSecrets) and cut to its limit with
+// TruncationMark; at most 32 rules; args redacted the same way in every
+// name and string value at any depth, nested at most 8 deep, and cut
+// (marked with a "_truncated": true member or a "[truncated]" item) so
+// that their canonical JSON is at most 16 KiB. The limits: ids 128 bytes;
+// tool, action, source, decision, resource type, key prefix and each rule
+// 128; actor name, resource id and client 256; reason and result 2 KiB.
+// Every store applies it to every event it records, so no writer can
+// forget it; it is idempotent. Args that cannot be encoded as JSON are
+// left as they are, for the store to refuse.
+func BoundAudit(e AuditEvent) AuditEvent {
+	for _, f := range []struct {
+		s     *string
+		limit int
+	}{
+		{&e.ID, maxAuditID}, {&e.WorkspaceID, maxAuditID}, {&e.ActorType, maxAuditShort}, {&e.ActorID, maxAuditID},
+		{&e.ActorName, maxAuditName}, {&e.KeyPrefix, maxAuditShort}, {&e.Source, maxAuditShort}, {&e.Action, maxAuditShort},
+		{&e.Tool, maxAuditShort}, {&e.ResourceType, maxAuditShort}, {&e.ResourceID, maxAuditName}, {&e.Decision, maxAuditShort},
+		{&e.Reason, maxAuditText}, {&e.ApprovalID, maxAuditID}, {&e.Result, maxAuditText}, {&e.Client, maxAuditName},
+		{&e.SessionID, maxAuditID}, {&e.RequestID, maxAuditID},
+	} {
+		*f.s = BoundText(RedactSecrets(ValidText(*f.s)), f.limit)
+	}
+	if len(e.Rules) > 0 {
+		rules := make([]string, 0, min(len(e.Rules), maxAuditRules))
+		for i, r := range e.Rules {
+			if i == maxAuditRules {
+				rules = append(rules, TruncationMark)
+				break
+			}
+			rules = append(rules, BoundText(RedactSecrets(ValidText(r)), maxAuditShort))
+		}
+		e.Rules = rules
+	}
+	if e.Args != nil {
+		e.Args = boundArgs(e.Args)
+	}
+	return e
+}
+
+// boundText cuts s to at most limit bytes, ending with TruncationMark when
+// it cut, and never inside a UTF-8 sequence.
+func BoundText(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := max(limit-len(TruncationMark), 0)
+	return strings.ToValidUTF8(s[:cut], "") + TruncationMark
+}
+
+// boundArgs returns args redacted and cut to maxAuditArgs (see BoundAudit).
+func boundArgs(args map[string]any) map[string]any {
+	// Work on the generic form, as the stored JSON will read back, so that
+	// typed values (structs, typed maps) are bounded like any other.
+	b, err := json.Marshal(args)
+	if err != nil {
+		return args
+	}
+	var generic map[string]any
+	if DecodeJSON(b, &generic) != nil {
+		return args
+	}
+	budget := maxAuditArgs
+	out, _ := boundValue(generic, 0, &budget).(map[string]any)
+	if c, err := CanonicalJSON(out); err != nil || len(c) > maxAuditArgs {
+		// Escapes and marks are counted only roughly above: never store
+		// more than the limit.
+		return map[string]any{truncatedField: true}
+	}
+	return out
+}
+
+// boundValue redacts v and cuts it to what is left of budget, which it
+// spends by (about) the bytes of canonical JSON it keeps.
+func boundValue(v any, depth int, budget *int) any {
+	if depth > maxArgsDepth {
+		*budget -= 12
+		return "[too deep]"
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		*budget -= 2
+		names := make([]string, 0, len(x))
+		for k := range x {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		out := make(map[string]any, len(names))
+		for _, k := range names {
+			name := BoundText(RedactSecrets(k), maxArgsText)
+			cost := jsonLen(name) + 2
+			if _, dup := out[name]; dup {
+				continue // two names redacted to the same text: keep the first
+			}
+			if *budget-cost < 32 {
+				out[truncatedField] = true
+				*budget -= 20
+				break
+			}
+			*budget -= cost
+			out[name] = boundValue(x[k], depth+1, budget)
+		}
+		return out
+	case []any:
+		*budget -= 2
+		out := make([]any, 0, len(x))
+		for _, item := range x {
+			if *budget < 32 {
+				out = append(out, "[truncated]")
+				*budget -= 14
+				break
+			}
+			*budget--
+			out = append(out, boundValue(item, depth+1, budget))
+		}
+		return out
+	case string:
+		s := BoundText(RedactSecrets(x), max(min(maxArgsText, *budget-2), len(TruncationMark)))
+		*budget -= jsonLen(s)
+		return s
+	default:
+		// Numbers (json.Number), booleans and null.
+		b, _ := json.Marshal(x)
+		*budget -= len(b)
+		return x
+	}
+}
+
+// jsonLen is the length of s encoded as a JSON string.
+func jsonLen(s string) int {
+	b, _ := json.Marshal(s)
+	return len(b)
 }

@@ -12,6 +12,9 @@
 // quote a value from the data. errors.Is matches it against the sentinels.
 //
 // The audit trail's contract lives here too (audit.go, audit_verify.go): the
+// redaction and limits every recorded event passes (BoundAudit, built on
+// RedactSecrets and BoundText: a store applies it to each event before it
+// hashes it, so no writer can skip it), the
 // hash chain's canonical encoding (AuditHash, CanonicalJSON), a call's
 // pending audit event that a store records in the transaction of the change
 // (WithPendingAudit, NoteAuditResource), the outbox a store keeps

@@ -198,7 +198,8 @@ func argumentError(err error) error {
 	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
 		return Errorf("invalid arguments: malformed JSON")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		// The name is the caller's own text: it may carry a key or be huge.
+		field := guardrails.RedactString(strings.TrimPrefix(err.Error(), "json: unknown field "))
 		return Errorf("unknown argument %s: check the tool's input schema for the accepted arguments", field)
 	default:
 		return Errorf("invalid arguments: expected a JSON object matching the tool's input schema")

@@ -239,6 +239,10 @@ func (m *Main) serveHTTP(ctx context.Context, srv *server.Server, c serveConfig)
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// Refused requests counted in the last minute are audited now, or never.
+	if err := srv.FlushRequestAudit(shutdownCtx); err != nil {
+		log.Error("counted refused requests could not be audited at shutdown", "err", err)
+	}
 	// Give approval notifications still being delivered a moment.
 	if err := srv.Approvals().Flush(shutdownCtx); err != nil {
 		log.Warn("approval notifications still pending at shutdown were dropped")

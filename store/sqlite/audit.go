@@ -41,9 +41,11 @@ type auditRecord struct {
 }
 
 // encodeAudit validates e and prepares its record, assigning a UUIDv7 id
-// and the current time when e has none.
+// and the current time when e has none. Every event passes here, so every
+// event is redacted and bounded (store.BoundAudit) whoever wrote it.
 func encodeAudit(e store.AuditEvent) (auditRecord, error) {
 	const op = "append audit event"
+	e = store.BoundAudit(e)
 	switch {
 	case !oneOf(e.Source, auditSources):
 		return auditRecord{}, invalid(op, "source", "%q is not AI, API, UI, CLI or SYSTEM", e.Source)
@@ -83,13 +85,8 @@ func encodeAudit(e store.AuditEvent) (auditRecord, error) {
 		e.At = time.Now()
 	}
 	e.At = utc(e.At)
-	for _, s := range []*string{&e.ID, &e.WorkspaceID, &e.ActorType, &e.ActorID, &e.ActorName, &e.KeyPrefix, &e.Source,
-		&e.Action, &e.Tool, &e.ResourceType, &e.ResourceID, &e.Decision, &e.Reason, &e.ApprovalID, &e.Result,
-		&e.Client, &e.SessionID, &e.RequestID} {
-		*s = store.ValidText(*s)
-	}
-	// Rules and args are not touched: their canonical JSON (stored, and
-	// what the hash covers) already has invalid UTF-8 replaced.
+	// BoundAudit made every text field valid UTF-8; the canonical JSON of
+	// rules and args (stored, and what the hash covers) is too.
 	e.Seq, e.PrevHash, e.Hash = 0, "", ""
 	r.e = e
 	return r, nil

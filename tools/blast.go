@@ -128,14 +128,14 @@ func compileSaved(d Deps, snap *audience.Snapshot, a store.Audience, now time.Ti
 }
 
 // sameQuery reports whether two compiled audiences select the same rows
-// the same way: the same model, SQL and bound values (nil: does not
-// compile).
+// the same way: the same SQL (which holds the models' sources) and bound
+// values (nil: does not compile).
 func sameQuery(a, b *audience.Query) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
 	}
 	ca, cb := a.Count(), b.Count()
-	return ca.SQL == cb.SQL && reflect.DeepEqual(ca.Args, cb.Args) && reflect.DeepEqual(a.Model(), b.Model())
+	return ca.SQL == cb.SQL && reflect.DeepEqual(ca.Args, cb.Args)
 }
 
 // syncedAudienceIDs returns the ids of the workspace's audiences that a

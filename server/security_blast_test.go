@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -232,7 +233,36 @@ func TestBlastRadiusSendsDependentChangesToAHuman(t *testing.T) {
 			if !tc.unchanged(t, e) {
 				t.Error("the write ran before a human approved it")
 			}
+			// Once a person approves, the change runs as reviewed.
+			adminKey, _ := e.key(t, "alice", "admin", store.KindUser, nil)
+			status, out := api(t, e.http.URL, http.MethodPost, "/api/v1/approvals/"+a.ID+"/approve", adminKey, `{}`)
+			if status != http.StatusOK || out["state"] != store.ApprovalSucceeded || tc.unchanged(t, e) {
+				t.Errorf("approve: %d %v, want the change made", status, out)
+			}
 		})
+	}
+}
+
+func TestBlastRadiusCountsABoundedNumberOfDependents(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ca := e.saveAudience(t, "in CA", "customers", map[string]any{"column": "state", "operator": "equals", "value": "CA"})
+	// More audiences include it than one call counts.
+	const includers = 21
+	for i := range includers {
+		e.saveAudience(t, fmt.Sprintf("in CA %d", i), "customers", map[string]any{"in_audience": ca.ID})
+	}
+	key, _ := e.key(t, "agent", "member", store.KindAgent, nil)
+	c := e.client(t, key)
+	// A new definition with the same members: every count stays the same.
+	same := map[string]any{"model": "customers", "conditions": map[string]any{"column": "state", "operator": "in", "value": []any{"CA", "no such state"}}}
+	a := e.queuedApproval(t, call(t, c, "update_audience", map[string]any{"audience": ca.ID, "definition": same}))
+	if !slices.Contains(a.Rules, "ai-dependent-audience-change") || a.Facts["dependents_changed"] != float64(includers) ||
+		a.Facts["dependents_uncounted"].(float64) < 1 || a.Facts["max_dependent_change"] != 0.0 {
+		t.Errorf("rules %v, facts %v: want ai-dependent-audience-change for the dependents left uncounted", a.Rules, a.Facts)
+	}
+	if e.audienceNamed(t, "in CA").Version != 1 {
+		t.Error("the write ran before a human approved it")
 	}
 }
 

@@ -198,7 +198,7 @@ func audienceTools(d Deps) []Tool {
 		},
 		{
 			Spec: mcp.NewTool("create_audience", append(annotations("Create an audience", false, false, false),
-				mcp.WithDescription("Save a new audience: a name and a definition over a model (check it first with preview_audience). Large audiences (over 100,000 people by default) wait for a human's approval; the result then says how to follow it."),
+				mcp.WithDescription("Save a new audience: a name and a definition over a model (check it first with preview_audience). Large audiences (over 100,000 people by default, counted workspace-wide, not only the rows you can see) wait for a human's approval; the result then says how to follow it. A name must not look like an id (aud_..., mdl_...)."),
 				rawInputSchema(inputSchema(map[string]any{
 					"name":        stringProp("a unique name for the audience"),
 					"description": stringProp("who the audience is, in a sentence"),
@@ -257,7 +257,7 @@ func audienceTools(d Deps) []Tool {
 		},
 		{
 			Spec: mcp.NewTool("update_audience", append(annotations("Update an audience", false, false, true),
-				mcp.WithDescription("Change a saved audience's name, description or definition. A new definition becomes a new version (get_audience shows it). Growing an audience past 100,000 people waits for a human's approval."),
+				mcp.WithDescription("Change a saved audience's name, description or definition. A new definition becomes a new version (get_audience shows it). Growing an audience past 100,000 people, changing one a sync sends, or changing much the audiences that include or exclude it waits for a human's approval (sizes are counted workspace-wide, not only the rows you can see)."),
 				rawInputSchema(inputSchema(map[string]any{
 					"audience":    stringProp("the audience's id (aud_...)"),
 					"name":        stringProp("a new name"),

@@ -294,6 +294,12 @@ func TestAccessFiltersDoNotShrinkTheMeasuredSize(t *testing.T) {
 	threshold := (emea + total) / 2
 	everyone := map[string]any{"model": "customers", "conditions": map[string]any{"all": []any{}}}
 	onlyEMEA := map[string]any{"model": "customers", "conditions": map[string]any{"column": "region", "operator": "equals", "value": "EMEA"}}
+	onlyPro := map[string]any{"model": "customers", "conditions": map[string]any{"column": "plan", "operator": "equals", "value": "pro"}}
+	pro := e0.warehouseCount(t, "SELECT count(*) FROM customers WHERE plan = 'pro'")
+	emeaPro := e0.warehouseCount(t, "SELECT count(*) FROM customers WHERE plan = 'pro' AND region = 'EMEA'")
+	if pro >= threshold || emeaPro == pro {
+		t.Fatalf("%d pro customers (%d in EMEA) for a threshold of %d: the pro case needs fewer, not all in EMEA", pro, emeaPro, threshold)
+	}
 	cases := []struct {
 		name       string
 		filtered   bool
@@ -304,6 +310,8 @@ func TestAccessFiltersDoNotShrinkTheMeasuredSize(t *testing.T) {
 		{"all customers by an EMEA member", true, everyone, true, total, emea},
 		{"all customers by an unfiltered member", false, everyone, true, total, total},
 		{"EMEA customers by an EMEA member", true, onlyEMEA, false, emea, emea},
+		// Created, and told only the size it can see.
+		{"pro customers by an EMEA member", true, onlyPro, false, pro, emeaPro},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -316,14 +324,22 @@ func TestAccessFiltersDoNotShrinkTheMeasuredSize(t *testing.T) {
 			c := e.client(t, key)
 			args := map[string]any{"name": fmt.Sprintf("audience %d", i), "definition": tc.definition}
 
-			// The dry run shows the agent both sizes, and the decision.
+			// The dry run decides on the true size; it shows the agent the
+			// size it can see, and the true size only when that is all.
 			var check struct {
 				Effect string         `json:"effect"`
 				Facts  map[string]any `json:"facts"`
 			}
 			structured(t, call(t, c, "check_action", map[string]any{"tool": "create_audience", "arguments": args}), &check)
-			if check.Facts["true_size"] != float64(tc.size) || check.Facts["visible_size"] != float64(tc.seen) || check.Facts["estimated_size"] != float64(tc.size) {
-				t.Errorf("check_action facts %v, want true_size = estimated_size = %d, visible_size %d", check.Facts, tc.size, tc.seen)
+			if check.Facts["visible_size"] != float64(tc.seen) {
+				t.Errorf("check_action facts %v, want visible_size %d", check.Facts, tc.seen)
+			}
+			if tc.filtered {
+				if _, shown := check.Facts["true_size"]; shown || check.Facts["estimated_size"] != nil || check.Facts["hidden_facts"] == nil {
+					t.Errorf("check_action facts %v: a filtered caller must not read sizes counted beyond its filters", check.Facts)
+				}
+			} else if check.Facts["true_size"] != float64(tc.size) || check.Facts["estimated_size"] != float64(tc.size) {
+				t.Errorf("check_action facts %v, want true_size = estimated_size = %d", check.Facts, tc.size)
 			}
 
 			res := call(t, c, "create_audience", args)
@@ -332,10 +348,10 @@ func TestAccessFiltersDoNotShrinkTheMeasuredSize(t *testing.T) {
 					Audience struct {
 						ID string `json:"id"`
 					} `json:"audience"`
-					VisibleSize int `json:"visible_size"`
+					Size int `json:"estimated_size"`
 				}
 				structured(t, res, &out)
-				if out.Audience.ID == "" || out.VisibleSize != tc.seen || check.Effect != guardrails.EffectAllow {
+				if out.Audience.ID == "" || out.Size != tc.seen || check.Effect != guardrails.EffectAllow {
 					t.Errorf("create_audience = %s (check said %s), want it created with %d visible members", text(res), check.Effect, tc.seen)
 				}
 				return

@@ -251,8 +251,9 @@ func audienceTools(d Deps) []Tool {
 					return Output{}, storeError(err, "audience", args.Name)
 				}
 				call.ResourceID = a.ID
-				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["estimated_size"], "visible_size": call.Facts["visible_size"], "sql": c.query.Count().SQL}
-				return Output{Data: out, Text: fmt.Sprintf("Created audience %s (%s), version 1, about %v members.", a.Name, a.ID, call.Facts["estimated_size"])}, nil
+				// The caller learns the size it can see (callerFacts).
+				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["visible_size"], "sql": c.query.Count().SQL}
+				return Output{Data: out, Text: fmt.Sprintf("Created audience %s (%s), version 1, about %v members.", a.Name, a.ID, call.Facts["visible_size"])}, nil
 			},
 		},
 		{
@@ -309,8 +310,9 @@ func audienceTools(d Deps) []Tool {
 					call.Summary = ""
 					return Output{}, storeError(err, "audience", args.Audience)
 				}
-				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["estimated_size"], "size_change": call.Facts["size_change"]}
-				return Output{Data: out, Text: fmt.Sprintf("Audience %s is now version %d, about %v members.", a.Name, a.Version, call.Facts["estimated_size"])}, nil
+				// The caller learns the size it can see (callerFacts).
+				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["visible_size"], "size_change": callerFacts(call.Facts)["size_change"]}
+				return Output{Data: out, Text: fmt.Sprintf("Audience %s is now version %d, about %v members.", a.Name, a.Version, call.Facts["visible_size"])}, nil
 			},
 		},
 		{

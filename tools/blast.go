@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/signalsmith/agent-server/audience"
@@ -172,7 +174,9 @@ func syncedAudienceIDs(ctx context.Context, d Deps, call *Call) (map[string]bool
 //   - max_dependent_size: the largest size of a counted dependent after the
 //     write;
 //   - dependents: each counted dependent's id, name, size_before,
-//     size_after and whether it is synced.
+//     size_after and whether it is synced;
+//   - caller_filtered: whether the caller has access filters (callerFacts
+//     then hides the sizes from it).
 func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, written string, now time.Time) (map[string]any, error) {
 	changed, err := affectedAudiences(d, before, after, now)
 	if err != nil {
@@ -217,7 +221,12 @@ func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, 
 		maxChange, maxSize, maxPct = max(maxChange, change), max(maxSize, a), max(maxPct, pct)
 		list = append(list, map[string]any{"id": c.aud.ID, "name": c.aud.Name, "size_before": b, "size_after": a, "synced": synced[c.aud.ID]})
 	}
+	limits, err := d.queryLimits(ctx, call)
+	if err != nil {
+		return nil, err
+	}
 	return map[string]any{
+		"caller_filtered":          len(limits.Filters) > 0,
 		"dependents_changed":       int64(deps),
 		"dependents_counted":       int64(counted),
 		"dependents_uncounted":     int64(uncounted),
@@ -246,16 +255,50 @@ func trueCount(ctx context.Context, d Deps, q *audience.Query) (int64, error) {
 // visible_size with the caller's, and estimated_size, the size the
 // policies measure, which is the true size: a member who sees one region
 // cannot have a workspace-wide audience measured by that region.
+// caller_filtered says whether the caller has access filters.
 func audienceSizeFacts(ctx context.Context, d Deps, call *Call, c *compiled) (map[string]any, error) {
 	truth, err := trueCount(ctx, d, c.query)
 	if err != nil {
 		return nil, err
 	}
-	visible, err := countAudience(ctx, d, call, c)
+	limits, err := d.queryLimits(ctx, call)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"estimated_size": truth, "true_size": truth, "visible_size": visible, "model": c.model.Name}, nil
+	visible, err := countQuery(ctx, d, limits, c.query)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"estimated_size": truth, "true_size": truth, "visible_size": visible, "model": c.model.Name,
+		"caller_filtered": len(limits.Filters) > 0}, nil
+}
+
+// unfilteredFacts are the facts counted without the caller's access
+// filters.
+var unfilteredFacts = []string{"estimated_size", "true_size", "previous_size", "size_change",
+	"max_dependent_change", "max_dependent_change_pct", "max_dependent_size", "dependents"}
+
+// callerFacts are the facts a caller may read back (check_action, a
+// tool's result). A caller with access filters (caller_filtered) does not
+// get the sizes counted beyond them, which only the guardrails and the
+// human who reviews the call see: otherwise counts of ever narrower
+// audiences would tell it about the rows its filters keep from it.
+func callerFacts(facts map[string]any) map[string]any {
+	if facts["caller_filtered"] != true {
+		return facts
+	}
+	out := make(map[string]any, len(facts))
+	var hidden []string
+	for k, v := range facts {
+		if slices.Contains(unfilteredFacts, k) {
+			hidden = append(hidden, k)
+			continue
+		}
+		out[k] = v
+	}
+	sort.Strings(hidden)
+	out["hidden_facts"] = hidden
+	return out
 }
 
 // modelDependents returns what a model update from cur to next would

@@ -39,6 +39,7 @@ func governanceTools(d Deps) []Tool {
 				if err != nil {
 					return Output{}, err
 				}
+				c.Facts = callerFacts(c.Facts)
 				call.ResourceID = args.Tool
 				call.Summary = "check " + args.Tool + ": " + c.Effect
 				text := fmt.Sprintf("%s would be: %s", args.Tool, c.Effect)

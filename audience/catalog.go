@@ -16,24 +16,27 @@ var _ Catalog = (*Snapshot)(nil)
 // consistent state of the workspace. It is safe for concurrent use once
 // built.
 type Snapshot struct {
-	models    map[string]store.Model // by name and by id
+	byID      map[string]store.Model
+	byName    map[string]store.Model
 	names     []string
 	audiences map[string]store.Audience
 }
 
 // NewSnapshot returns a Snapshot of these models and audiences. Models are
-// found by name or id, audiences by id.
+// found by id when the reference has the form of a model id
+// (store.IsModelID), by name otherwise; audiences by id.
 func NewSnapshot(models []store.Model, audiences []store.Audience) *Snapshot {
 	s := &Snapshot{
-		models:    make(map[string]store.Model, 2*len(models)),
+		byID:      make(map[string]store.Model, len(models)),
+		byName:    make(map[string]store.Model, len(models)),
 		audiences: make(map[string]store.Audience, len(audiences)),
 	}
 	for _, m := range models {
 		if m.ID != "" {
-			s.models[m.ID] = m
+			s.byID[m.ID] = m
 		}
 		if m.Name != "" {
-			s.models[m.Name] = m
+			s.byName[m.Name] = m
 			s.names = append(s.names, m.Name)
 		}
 	}
@@ -63,10 +66,16 @@ func LoadSnapshot(ctx context.Context, s Lister, workspaceID string) (*Snapshot,
 	return NewSnapshot(models, audiences), nil
 }
 
-// Model returns the model with this name or id, or an error wrapping
-// store.ErrNotFound.
+// Model returns the model with this id, when nameOrID has the form of a
+// model id, else the model with this name: never the other way round, so a
+// model named like another model's id cannot stand in for it. An unknown
+// model is an error wrapping store.ErrNotFound.
 func (s *Snapshot) Model(nameOrID string) (store.Model, error) {
-	m, ok := s.models[nameOrID]
+	models := s.byName
+	if store.IsModelID(nameOrID) {
+		models = s.byID
+	}
+	m, ok := models[nameOrID]
 	if !ok {
 		return store.Model{}, fmt.Errorf("model %q: %w", nameOrID, store.ErrNotFound)
 	}
@@ -86,4 +95,21 @@ func (s *Snapshot) Audience(id string) (store.Audience, error) {
 // ModelNames returns the models' names, sorted, for suggestions.
 func (s *Snapshot) ModelNames() []string {
 	return append([]string(nil), s.names...)
+}
+
+// ParseSaved parses a saved audience's definition with its parent model
+// pinned to the audience's model id. A definition names its model as its
+// author wrote it, often by name; the audience is over the model with
+// ModelID whatever that model is called now, so a model renamed, and
+// another created under the old name, never changes what a saved audience
+// means.
+func ParseSaved(a store.Audience) (*Definition, error) {
+	def, err := Parse(a.Definition)
+	if err != nil {
+		return nil, err
+	}
+	if a.ModelID != "" {
+		def.Model = a.ModelID
+	}
+	return def, nil
 }

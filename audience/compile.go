@@ -516,7 +516,7 @@ func (c *compiler) include(n *rnode, alias, ind string) string {
 		c.err = fmt.Errorf("compile audience: look up audience %q: %w", id, err)
 		return "FALSE"
 	}
-	def, err := Parse(a.Definition)
+	def, err := ParseSaved(a)
 	var res *resolved
 	if err == nil {
 		res, err = validate(def, c.cat)

@@ -119,6 +119,17 @@
 // exceed MaxArgs values or MaxSQLBytes. Callers that save audiences should
 // compile before saving, so a cycle is never stored.
 //
+// # Model references
+//
+// A definition's model, and a relationship's, is a model id or a name. A
+// reference with the form of a model id (store.IsModelID) is looked up by
+// id only, any other by name only (Snapshot.Model), so a model named like
+// another model's id can never stand in for it (stores refuse such names
+// too). A saved audience is over the model of its ModelID: ParseSaved pins
+// its definition's model to that id, and Compile does so for every
+// included audience, so renaming a model and creating another under the
+// old name never changes what a saved audience means.
+//
 // # SQL
 //
 // Compile returns a Query: the parent model as a FROM item

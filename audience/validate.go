@@ -17,9 +17,10 @@ import (
 // point to) and its saved audiences (for in_audience and not_in_audience).
 // Snapshot is an implementation over lists held in memory.
 type Catalog interface {
-	// Model returns the model with this name or id. An unknown model is
-	// an error wrapping store.ErrNotFound; any other error is a failure
-	// of the catalog and ends validation.
+	// Model returns the model with this id, when the reference has the
+	// form of a model id (store.IsModelID), else the model with this
+	// name. An unknown model is an error wrapping store.ErrNotFound; any
+	// other error is a failure of the catalog and ends validation.
 	Model(nameOrID string) (store.Model, error)
 	// Audience returns the saved audience with this id, with its model id
 	// and its definition. An unknown audience is an error wrapping

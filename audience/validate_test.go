@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/sqlite"
 )
 
 func TestValidateValid(t *testing.T) {
@@ -174,5 +175,45 @@ func TestSnapshot(t *testing.T) {
 	names[0] = "changed"
 	if cat.ModelNames()[0] != "big_buyers" {
 		t.Errorf("ModelNames returned the snapshot's own slice")
+	}
+}
+
+func TestSnapshotNeverTakesANameForAnID(t *testing.T) {
+	t.Parallel()
+	// An impostor named like the customers model's id (which stores
+	// refuse; a snapshot must not depend on that), and a model whose name
+	// the customers model once had.
+	models := append(testModels(),
+		store.Model{ID: "mdl_impostor", Name: "mdl_customers", Table: "analytics.orders", PrimaryKey: "order_id"},
+		store.Model{ID: "mdl_newcomer", Name: "people", Table: "analytics.events", PrimaryKey: "event_id"})
+	def := []byte(`{"model":"people","conditions":{"column":"state","operator":"equals","value":"CA"}}`)
+	saved := store.Audience{ID: "aud_people_ca", ModelID: "mdl_customers", Definition: def}
+	cat := NewSnapshot(models, []store.Audience{saved})
+	cases := []struct{ ref, want string }{
+		{"mdl_customers", "mdl_customers"},
+		{"customers", "mdl_customers"},
+		{"people", "mdl_newcomer"},
+		{"mdl_impostor", "mdl_impostor"},
+	}
+	for _, tc := range cases {
+		if m, err := cat.Model(tc.ref); err != nil || m.ID != tc.want {
+			t.Errorf("Model(%q) = %s, %v; want %s", tc.ref, m.ID, err, tc.want)
+		}
+	}
+	// A saved audience is over its own model, whatever its definition
+	// calls it, also when another audience includes it.
+	parsed, err := ParseSaved(saved)
+	if err != nil || parsed.Model != "mdl_customers" {
+		t.Fatalf("ParseSaved = %+v, %v", parsed, err)
+	}
+	incl, err := Parse([]byte(`{"model":"customers","conditions":{"in_audience":"aud_people_ca"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, def := range []*Definition{parsed, incl} {
+		q, err := Compile(def, cat, Options{Dialect: sqlite.Dialect{}, Now: testNow})
+		if err != nil || q.Model().ID != "mdl_customers" || strings.Contains(q.Count().SQL, "events") {
+			t.Errorf("compiled over %s: %v, %v", q.Model().ID, q.Count().SQL, err)
+		}
 	}
 }

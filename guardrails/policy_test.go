@@ -85,6 +85,16 @@ func TestDefaultPolicies(t *testing.T) {
 	}
 	e := NewEngine(set, &memLimiter{})
 	agent := store.Principal{WorkspaceID: "ws", MemberID: "m1", Kind: store.KindAgent, Role: "member", KeyID: "key1", KeyPrefix: "ss_aaaaaaaaaaaa"}
+	// blast is an update's facts: its blast radius (nothing changed unless
+	// set) and the size facts of an audience update.
+	blast := func(kv ...any) map[string]any {
+		f := map[string]any{"dependents_uncounted": int64(0), "synced_audiences_changed": int64(0), "max_dependent_change": int64(0),
+			"max_dependent_change_pct": 0.0, "max_dependent_size": int64(0), "estimated_size": int64(10)}
+		for i := 0; i < len(kv); i += 2 {
+			f[kv[i].(string)] = kv[i+1]
+		}
+		return f
+	}
 	cases := []struct {
 		source, resource, op string
 		facts                map[string]any
@@ -96,7 +106,17 @@ func TestDefaultPolicies(t *testing.T) {
 		{store.SourceAI, "audience", "read", nil, true, EffectAllow, ""},
 		{store.SourceAI, "audience", "create", map[string]any{"estimated_size": 5000}, false, EffectAllow, ""},
 		{store.SourceAI, "audience", "create", map[string]any{"estimated_size": 250000}, false, EffectRequireApproval, "ai-large-audience"},
-		{store.SourceAI, "audience", "update", map[string]any{"estimated_size": 100001.0}, false, EffectRequireApproval, "ai-large-audience"},
+		{store.SourceAI, "audience", "update", blast("estimated_size", 100001.0), false, EffectRequireApproval, "ai-large-audience"},
+		{store.SourceAI, "audience", "update", blast(), false, EffectAllow, ""},
+		{store.SourceAI, "model", "update", blast(), false, EffectAllow, ""},
+		{store.SourceAI, "model", "update", blast("synced_audiences_changed", int64(1)), false, EffectRequireApproval, "ai-synced-audience-change"},
+		{store.SourceAI, "audience", "update", blast("synced_audiences_changed", int64(1)), false, EffectRequireApproval, "ai-synced-audience-change"},
+		{store.SourceAI, "audience", "update", blast("max_dependent_change", int64(1001), "max_dependent_change_pct", 5.0), false, EffectRequireApproval, "ai-dependent-audience-change"},
+		{store.SourceAI, "model", "update", blast("max_dependent_change", int64(30), "max_dependent_change_pct", 10.5), false, EffectRequireApproval, "ai-dependent-audience-change"},
+		{store.SourceAI, "model", "update", blast("max_dependent_change", int64(9), "max_dependent_change_pct", 9.0), false, EffectAllow, ""},
+		{store.SourceAI, "model", "update", blast("max_dependent_size", int64(100001)), false, EffectRequireApproval, "ai-dependent-audience-change"},
+		{store.SourceAI, "model", "update", blast("dependents_uncounted", int64(1)), false, EffectRequireApproval, "ai-dependent-audience-change"},
+		{store.SourceAI, "model", "update", map[string]any{}, false, EffectDeny, "ai-synced-audience-change"},
 		{store.SourceAI, "audience", "create", map[string]any{}, false, EffectDeny, "ai-large-audience"},
 		{store.SourceAI, "audience", "delete", nil, false, EffectRequireApproval, "ai-delete"},
 		{store.SourceAI, "model", "delete", nil, false, EffectRequireApproval, "ai-delete"},

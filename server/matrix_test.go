@@ -76,7 +76,10 @@ func TestDecisionMatrix(t *testing.T) {
 			}
 			for _, source := range []string{store.SourceAI, store.SourceAPI, store.SourceUI, store.SourceSystem} {
 				in := guardrails.Input{Principal: p, Source: source, Tool: name, Resource: tool.Resource, Operation: tool.Operation(),
-					Facts: map[string]any{"estimated_size": 10, "destination_environment": "sandbox"}}
+					Facts: map[string]any{"estimated_size": 10, "destination_environment": "sandbox",
+						// An update's blast radius: nothing else changes.
+						"synced_audiences_changed": 0, "dependents_uncounted": 0, "max_dependent_change": 0,
+						"max_dependent_change_pct": 0.0, "max_dependent_size": 0}}
 				d, err := engine.DryRun(ctx, in)
 				if err != nil {
 					t.Fatal(err)

@@ -319,7 +319,8 @@ type Store interface {
 	// change in any workspace, so a cached authorizer knows when to reload.
 	RBACVersion(ctx context.Context) (int64, error)
 
-	// Catalog reads.
+	// Catalog reads. GetModel looks a reference with the form of a model
+	// id (IsModelID) up by id only, any other by name only.
 	ListModels(ctx context.Context, workspaceID string) ([]Model, error)
 	GetModel(ctx context.Context, workspaceID, idOrName string) (Model, error)
 	ListAudiences(ctx context.Context, workspaceID string) ([]Audience, error)
@@ -330,14 +331,17 @@ type Store interface {
 	GetSync(ctx context.Context, workspaceID, id string) (Sync, error)
 
 	// Catalog writes. Create* assign an id when the object has none and
-	// return ErrConflict for a name already taken in the workspace.
+	// return ErrConflict for a name already taken in the workspace, and
+	// ErrInvalid for a name that looks like an id (LooksLikeID), as do
+	// UpdateModel and UpdateAudience.
 	CreateModel(ctx context.Context, m Model) (Model, error)
 	// UpdateModel replaces every field of the model with id m.ID except its
 	// creation time, and returns it as stored. It returns ErrNotFound for
 	// an unknown model, ErrInvalid for a bad field, ErrConflict for a name
 	// taken by another model, and an *InUseError (ErrConflict) when other
 	// models' relationships name the model by a name it gives up or a
-	// column it drops.
+	// column it drops, or when the source (table or SQL) changes while
+	// syncs send audiences over the model.
 	UpdateModel(ctx context.Context, m Model) (Model, error)
 	// DeleteModel deletes a model. It returns ErrNotFound for an unknown
 	// model and an *InUseError (ErrConflict) naming the audiences, their

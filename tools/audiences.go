@@ -98,17 +98,6 @@ func audienceTools(d Deps) []Tool {
 		b, _ := json.Marshal(m)
 		return b
 	}
-	sizeFacts := func(ctx context.Context, call *Call, def json.RawMessage, audienceID string) (map[string]any, *compiled, error) {
-		c, err := compileAudience(ctx, d, call, def, audienceID)
-		if err != nil {
-			return nil, nil, err
-		}
-		n, err := countAudience(ctx, d, call, c)
-		if err != nil {
-			return nil, nil, err
-		}
-		return map[string]any{"estimated_size": n, "model": c.model.Name}, c, nil
-	}
 	return []Tool{
 		{
 			Spec: mcp.NewTool("list_audiences", append(readOnly("List audiences"),
@@ -183,7 +172,8 @@ func audienceTools(d Deps) []Tool {
 				if limit < 0 || limit > maxPreviewRows {
 					return Output{}, Errorf("invalid argument \"limit\": must be between 0 and %d", maxPreviewRows)
 				}
-				def, id := args.Definition, ""
+				var c *compiled
+				var err error
 				switch {
 				case args.Audience != "" && len(args.Definition) > 0:
 					return Output{}, Errorf("give either audience or definition, not both")
@@ -192,21 +182,23 @@ func audienceTools(d Deps) []Tool {
 					if err != nil {
 						return Output{}, notFound(err, "audience", args.Audience, "list_audiences")
 					}
-					def, id = a.Definition, a.ID
 					call.ResourceID = a.ID
+					if c, err = compileStored(ctx, d, call, a); err != nil {
+						return Output{}, err
+					}
 				case len(args.Definition) == 0:
 					return Output{}, Errorf("missing argument: give audience (a saved audience's id) or definition")
-				}
-				c, err := compileAudience(ctx, d, call, def, id)
-				if err != nil {
-					return Output{}, err
+				default:
+					if c, err = compileAudience(ctx, d, call, args.Definition, ""); err != nil {
+						return Output{}, err
+					}
 				}
 				return previewAudience(ctx, d, call, c, limit)
 			},
 		},
 		{
 			Spec: mcp.NewTool("create_audience", append(annotations("Create an audience", false, false, false),
-				mcp.WithDescription("Save a new audience: a name and a definition over a model (check it first with preview_audience). Large audiences (over 100,000 people by default) wait for a human's approval; the result then says how to follow it."),
+				mcp.WithDescription("Save a new audience: a name and a definition over a model (check it first with preview_audience). Large audiences (over 100,000 people by default, counted workspace-wide, not only the rows you can see) wait for a human's approval; the result then says how to follow it. A name must not look like an id (aud_..., mdl_...)."),
 				rawInputSchema(inputSchema(map[string]any{
 					"name":        stringProp("a unique name for the audience"),
 					"description": stringProp("who the audience is, in a sentence"),
@@ -223,8 +215,14 @@ func audienceTools(d Deps) []Tool {
 				if err := required("definition", string(args.Definition)); err != nil {
 					return nil, err
 				}
-				facts, _, err := sizeFacts(ctx, call, args.Definition, "")
-				return facts, err
+				if err := refuseIDName("name", args.Name); err != nil {
+					return nil, err
+				}
+				c, err := compileAudience(ctx, d, call, args.Definition, "")
+				if err != nil {
+					return nil, err
+				}
+				return audienceSizeFacts(ctx, d, call, c)
 			},
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args createAudienceArgs
@@ -232,6 +230,9 @@ func audienceTools(d Deps) []Tool {
 					return Output{}, err
 				}
 				if err := required("name", args.Name); err != nil {
+					return Output{}, err
+				}
+				if err := refuseIDName("name", args.Name); err != nil {
 					return Output{}, err
 				}
 				c, err := compileAudience(ctx, d, call, args.Definition, "")
@@ -250,13 +251,14 @@ func audienceTools(d Deps) []Tool {
 					return Output{}, storeError(err, "audience", args.Name)
 				}
 				call.ResourceID = a.ID
-				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["estimated_size"], "sql": c.query.Count().SQL}
-				return Output{Data: out, Text: fmt.Sprintf("Created audience %s (%s), version 1, about %v members.", a.Name, a.ID, call.Facts["estimated_size"])}, nil
+				// The caller learns the size it can see (callerFacts).
+				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["visible_size"], "sql": c.query.Count().SQL}
+				return Output{Data: out, Text: fmt.Sprintf("Created audience %s (%s), version 1, about %v members.", a.Name, a.ID, call.Facts["visible_size"])}, nil
 			},
 		},
 		{
 			Spec: mcp.NewTool("update_audience", append(annotations("Update an audience", false, false, true),
-				mcp.WithDescription("Change a saved audience's name, description or definition. A new definition becomes a new version (get_audience shows it). Growing an audience past 100,000 people waits for a human's approval."),
+				mcp.WithDescription("Change a saved audience's name, description or definition. A new definition becomes a new version (get_audience shows it). Growing an audience past 100,000 people, changing one a sync sends, or changing much the audiences that include or exclude it waits for a human's approval (sizes are counted workspace-wide, not only the rows you can see)."),
 				rawInputSchema(inputSchema(map[string]any{
 					"audience":    stringProp("the audience's id (aud_...)"),
 					"name":        stringProp("a new name"),
@@ -271,25 +273,7 @@ func audienceTools(d Deps) []Tool {
 				if err := decode(raw, &args); err != nil {
 					return nil, err
 				}
-				cur, err := d.Store.GetAudience(ctx, call.Principal.WorkspaceID, args.Audience)
-				if err != nil {
-					return nil, notFound(err, "audience", args.Audience, "list_audiences")
-				}
-				before, _, err := sizeFacts(ctx, call, cur.Definition, cur.ID)
-				if err != nil {
-					return nil, err
-				}
-				if len(args.Definition) == 0 {
-					before["previous_size"], before["size_change"] = before["estimated_size"], int64(0)
-					return before, nil
-				}
-				after, _, err := sizeFacts(ctx, call, args.Definition, cur.ID)
-				if err != nil {
-					return nil, err
-				}
-				after["previous_size"] = before["estimated_size"]
-				after["size_change"] = after["estimated_size"].(int64) - before["estimated_size"].(int64)
-				return after, nil
+				return updateAudienceFacts(ctx, d, call, args)
 			},
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args updateAudienceArgs
@@ -302,6 +286,9 @@ func audienceTools(d Deps) []Tool {
 				}
 				call.ResourceID = a.ID
 				if args.Name != nil {
+					if err := refuseIDName("name", *args.Name); err != nil {
+						return Output{}, err
+					}
 					a.Name = *args.Name
 				}
 				if args.Description != nil {
@@ -323,8 +310,9 @@ func audienceTools(d Deps) []Tool {
 					call.Summary = ""
 					return Output{}, storeError(err, "audience", args.Audience)
 				}
-				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["estimated_size"], "size_change": call.Facts["size_change"]}
-				return Output{Data: out, Text: fmt.Sprintf("Audience %s is now version %d, about %v members.", a.Name, a.Version, call.Facts["estimated_size"])}, nil
+				// The caller learns the size it can see (callerFacts).
+				out := map[string]any{"audience": audienceView(a), "estimated_size": call.Facts["visible_size"], "size_change": callerFacts(call.Facts)["size_change"]}
+				return Output{Data: out, Text: fmt.Sprintf("Audience %s is now version %d, about %v members.", a.Name, a.Version, call.Facts["visible_size"])}, nil
 			},
 		},
 		{
@@ -383,6 +371,21 @@ func compileAudience(ctx context.Context, d Deps, call *Call, raw json.RawMessag
 	if err != nil {
 		return nil, definitionError(err)
 	}
+	return compileDefinition(ctx, d, call, def, audienceID)
+}
+
+// compileStored compiles a saved audience over the model it is saved over
+// (audience.ParseSaved), whatever that model is called now.
+func compileStored(ctx context.Context, d Deps, call *Call, a store.Audience) (*compiled, error) {
+	def, err := audience.ParseSaved(a)
+	if err != nil {
+		return nil, definitionError(err)
+	}
+	return compileDefinition(ctx, d, call, def, a.ID)
+}
+
+// compileDefinition is compileAudience for a parsed definition.
+func compileDefinition(ctx context.Context, d Deps, call *Call, def *audience.Definition, audienceID string) (*compiled, error) {
 	snap, err := audience.LoadSnapshot(ctx, d.Store, call.Principal.WorkspaceID)
 	if err != nil {
 		return nil, fmt.Errorf("load models: %w", err)
@@ -416,7 +419,12 @@ func countAudience(ctx context.Context, d Deps, call *Call, c *compiled) (int64,
 	if err != nil {
 		return 0, err
 	}
-	q := c.query.Count()
+	return countQuery(ctx, d, limits, c.query)
+}
+
+// countQuery counts a compiled audience's members exactly, within limits.
+func countQuery(ctx context.Context, d Deps, limits store.QueryLimits, query *audience.Query) (int64, error) {
+	q := query.Count()
 	res, err := d.Warehouse.Query(ctx, limits, q.SQL, q.Args...)
 	if err != nil {
 		if e := queryError(err, limits, "the audience count"); e != err {

@@ -16,6 +16,18 @@
 // and, for a query that failed while it ran, one fixed explanation: the
 // engine's message never reaches the model or the audit reason.
 //
+// Writes to models and audiences compute their blast radius as guardrail
+// facts before the decision (blast.go): every saved audience is compiled
+// over the catalog before and after the write, and those whose query
+// changes (audiences over a changed model, over models related to it, and
+// audiences that include or exclude a changed audience, transitively) are
+// counted, up to maxBlastDependents, with their synced ones flagged. Sizes
+// in facts are true sizes, counted without the caller's access filters
+// (only aggregates: no row leaves the warehouse), beside the size the
+// caller can see. A model update that would break an audience built on
+// the model, or give a new source to a model synced audiences are over,
+// is refused already in its facts, so it is never queued for a human.
+//
 // tools may import store, guardrails and mcp-go's mcp package; it never
 // imports server or a database driver.
 package tools

@@ -186,12 +186,16 @@ func modelTools(d Deps) []Tool {
 				mcp.WithDescription("Change a model: the fields you give replace the current ones, the others stay. "+
 					"A new table or sql is checked by the warehouse and its columns read again; every column's PII level comes from the classification of the warehouse columns it reads (see create_model). "+
 					"columns asks for stricter levels (and refined types) for the columns you list, never looser ones; relationships replaces all relationships ([] removes them). "+
-					"A change that would break another model's relationship (a new name, a dropped column) is refused and names that model. "+
+					"A change that would break what is built on the model is refused and names what: another model's relationship (a new name, a dropped column), an audience whose conditions use a dropped or retyped column or a removed relationship, or a new source while syncs send audiences over the model. "+
+					"A change that alters audiences others include, or synced audiences, may need a human's approval: the result then says how to follow it. "+
 					"An error names the argument to fix; nothing is saved then."),
 				mcp.WithInputSchema[updateModelArgs]())...),
 			Permission: "models.update",
 			Resource:   "model",
 			Write:      true,
+			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
+				return updateModelFacts(ctx, d, call, raw)
+			},
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args updateModelArgs
 				m, err := loadModel(ctx, d, call, raw, &args)
@@ -264,6 +268,9 @@ func createModel(ctx context.Context, d Deps, call *Call, args createModelArgs) 
 	if err := required("name", args.Name); err != nil {
 		return Output{}, err
 	}
+	if err := refuseIDName("name", args.Name); err != nil {
+		return Output{}, err
+	}
 	if err := required("primary_key", args.PrimaryKey); err != nil {
 		return Output{}, err
 	}
@@ -307,58 +314,14 @@ func createModel(ctx context.Context, d Deps, call *Call, args createModelArgs) 
 }
 
 // updateModel applies update_model's arguments to cur and stores the result
-// (one store write).
+// (one store write), unless the change would break what depends on the
+// model (modelDependents).
 func updateModel(ctx context.Context, d Deps, call *Call, cur store.Model, args updateModelArgs) (Output, error) {
-	m := cur
-	if args.Name != nil {
-		if err := required("name", *args.Name); err != nil {
-			return Output{}, err
-		}
-		m.Name = *args.Name
-	}
-	if args.Description != nil {
-		m.Description = *args.Description
-	}
-	switch {
-	case args.Table != nil && args.SQL != nil:
-		return Output{}, Errorf("give table or sql, not both")
-	case args.Table != nil || args.SQL != nil:
-		table, query := "", ""
-		if args.Table != nil {
-			if table = *args.Table; strings.TrimSpace(table) == "" {
-				return Output{}, Errorf("invalid argument \"table\": must not be empty; leave it out to keep the model's source")
-			}
-		} else if query = *args.SQL; strings.TrimSpace(query) == "" {
-			return Output{}, Errorf("invalid argument \"sql\": must not be empty; leave it out to keep the model's source")
-		}
-		m.Table, m.SQL = "", ""
-		cols, err := sourceColumns(ctx, d, call, &m, table, query)
-		if err != nil {
-			return Output{}, err
-		}
-		if err := setColumns(&m, cols, cur.Columns, args.Columns); err != nil {
-			return Output{}, err
-		}
-	default:
-		if err := setColumns(&m, m.Columns, cur.Columns, args.Columns); err != nil {
-			return Output{}, err
-		}
-	}
-	if args.PrimaryKey != nil {
-		m.PrimaryKey = *args.PrimaryKey
-	}
-	if err := checkPrimaryKey(m); err != nil {
+	m, err := nextModel(ctx, d, call, cur, args)
+	if err != nil {
 		return Output{}, err
 	}
-	rels := make([]relationshipArg, len(m.Relationships))
-	for i, r := range m.Relationships {
-		rels[i] = relationshipArg(r)
-	}
-	if args.Relationships != nil {
-		rels = *args.Relationships
-	}
-	var err error
-	if m.Relationships, err = relationships(ctx, d, call, m, rels); err != nil {
+	if err := checkModelDependents(ctx, d, call, cur, m); err != nil {
 		return Output{}, err
 	}
 	call.Summary = fmt.Sprintf("updated model %s", m.Name)
@@ -369,8 +332,7 @@ func updateModel(ctx context.Context, d Deps, call *Call, cur store.Model, args 
 	var inUse *store.InUseError
 	switch {
 	case errors.As(err, &inUse):
-		return Output{}, Errorf("model %s was not changed: the change would break %s. Change those first, or keep the name and columns they use",
-			cur.Name, dependents(inUse))
+		return Output{}, modelInUse(cur, inUse)
 	case errors.Is(err, store.ErrConflict):
 		return Output{}, Errorf("a model named %q exists already: choose another name", m.Name)
 	case errors.Is(err, store.ErrNotFound):
@@ -381,6 +343,86 @@ func updateModel(ctx context.Context, d Deps, call *Call, cur store.Model, args 
 		return Output{}, fmt.Errorf("update model %s: %w", cur.ID, err)
 	}
 	return changeOutput("Updated", updated), nil
+}
+
+// nextModel is cur with update_model's arguments applied and checked
+// against the warehouse and the workspace's models, its columns at the
+// effective PII levels the store will give them. Nothing is written.
+func nextModel(ctx context.Context, d Deps, call *Call, cur store.Model, args updateModelArgs) (store.Model, error) {
+	m := cur
+	if args.Name != nil {
+		if err := required("name", *args.Name); err != nil {
+			return store.Model{}, err
+		}
+		if err := refuseIDName("name", *args.Name); err != nil {
+			return store.Model{}, err
+		}
+		m.Name = *args.Name
+	}
+	if args.Description != nil {
+		m.Description = *args.Description
+	}
+	switch {
+	case args.Table != nil && args.SQL != nil:
+		return store.Model{}, Errorf("give table or sql, not both")
+	case args.Table != nil || args.SQL != nil:
+		table, query := "", ""
+		if args.Table != nil {
+			if table = *args.Table; strings.TrimSpace(table) == "" {
+				return store.Model{}, Errorf("invalid argument \"table\": must not be empty; leave it out to keep the model's source")
+			}
+		} else if query = *args.SQL; strings.TrimSpace(query) == "" {
+			return store.Model{}, Errorf("invalid argument \"sql\": must not be empty; leave it out to keep the model's source")
+		}
+		m.Table, m.SQL = "", ""
+		cols, err := sourceColumns(ctx, d, call, &m, table, query)
+		if err != nil {
+			return store.Model{}, err
+		}
+		if err := setColumns(&m, cols, cur.Columns, args.Columns); err != nil {
+			return store.Model{}, err
+		}
+	default:
+		if err := setColumns(&m, m.Columns, cur.Columns, args.Columns); err != nil {
+			return store.Model{}, err
+		}
+	}
+	if args.PrimaryKey != nil {
+		m.PrimaryKey = *args.PrimaryKey
+	}
+	if err := checkPrimaryKey(m); err != nil {
+		return store.Model{}, err
+	}
+	rels := make([]relationshipArg, len(m.Relationships))
+	for i, r := range m.Relationships {
+		rels[i] = relationshipArg(r)
+	}
+	if args.Relationships != nil {
+		rels = *args.Relationships
+	}
+	var err error
+	if m.Relationships, err = relationships(ctx, d, call, m, rels); err != nil {
+		return store.Model{}, err
+	}
+	levels, err := piiLevels(ctx, d, call)
+	if err != nil {
+		return store.Model{}, err
+	}
+	store.ApplyPII(&m, levels)
+	return m, nil
+}
+
+// piiLevels reads the workspace's PII classification of warehouse columns.
+func piiLevels(ctx context.Context, d Deps, call *Call) (store.PIILevels, error) {
+	classes, err := d.Store.PIIClasses(ctx, call.Principal.WorkspaceID)
+	if err != nil {
+		return nil, fmt.Errorf("read pii classification: %w", err)
+	}
+	levels := make(store.PIILevels, len(classes))
+	for _, c := range classes {
+		levels[c.Column] = c.Level
+	}
+	return levels, nil
 }
 
 // sourceColumns sets m's source to table or query and returns the source's
@@ -578,6 +620,10 @@ func changeOutput(verb string, m store.Model) Output {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s model %s (%s): %d columns, primary key %s.", verb, m.Name, m.ID, len(m.Columns), m.PrimaryKey)
 	for _, r := range change.Raised {
+		if len(r.Sources) == 0 {
+			fmt.Fprintf(&b, " Column %s is %s, not %s: the warehouse columns it reads are not recorded (give the model's sql again to record them).", r.Column, r.PII, r.Requested)
+			continue
+		}
 		fmt.Fprintf(&b, " Column %s is %s, not %s: it reads %s.", r.Column, r.PII, r.Requested, strings.Join(r.Sources, ", "))
 	}
 	if len(change.Blocked) > 0 {

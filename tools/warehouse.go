@@ -80,13 +80,9 @@ func warehouseTools(d Deps) []Tool {
 				if err != nil {
 					return Output{}, notFound(err, "table", args.Table, "list_tables")
 				}
-				classes, err := d.Store.PIIClasses(ctx, call.Principal.WorkspaceID)
+				levels, err := piiLevels(ctx, d, call)
 				if err != nil {
-					return Output{}, fmt.Errorf("describe table: %w", err)
-				}
-				levels := make(store.PIILevels, len(classes))
-				for _, c := range classes {
-					levels[c.Column] = c.Level
+					return Output{}, err
 				}
 				var b strings.Builder
 				fmt.Fprintf(&b, "%s:", t.QualifiedName())

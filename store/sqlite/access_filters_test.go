@@ -182,20 +182,34 @@ func TestUpdateModel(t *testing.T) {
 		t.Errorf("stored = %+v", got)
 	}
 
-	// From a table to SQL, and back: exactly one of them.
+	// A new source while a sync sends an audience over the model is
+	// refused, naming both.
 	m.Table, m.SQL = "", "SELECT customer_id, email, notes, plan FROM customers"
+	_, err = b.db.UpdateModel(b.ctx, m)
+	var inUse *store.InUseError
+	if !errors.As(err, &inUse) || len(inUse.Dependents) != 2 || inUse.Dependents[0].ID != c.audience.ID || inUse.Dependents[1].ID != c.sync.ID {
+		t.Errorf("new source under a synced audience: err = %v", err)
+	}
+	if got, _ := b.db.GetModel(b.ctx, b.ws.ID, m.ID); got.Table != c.model.Table || got.SQL != "" {
+		t.Errorf("the refused source change was stored: %+v", got)
+	}
+
+	// From a table to SQL, and back: exactly one of them.
+	m = orders
+	m.Table, m.SQL = "", "SELECT order_id, customer_id FROM orders"
 	if _, err := b.db.UpdateModel(b.ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := b.db.GetModel(b.ctx, b.ws.ID, m.ID); got.Table != "" || got.SQL != m.SQL {
 		t.Errorf("after switching to SQL: %+v", got)
 	}
+	m = c.model
+	m.Columns = append(m.Columns, store.Column{Name: "plan", Type: "string", PII: store.PIINone})
 
 	// What would break orders' relationship is refused, naming orders.
 	renamed := m
 	renamed.Name = "clients"
 	_, err = b.db.UpdateModel(b.ctx, renamed)
-	var inUse *store.InUseError
 	if !errors.As(err, &inUse) || !errors.Is(err, store.ErrConflict) || len(inUse.Dependents) != 1 || inUse.Dependents[0].ID != orders.ID {
 		t.Errorf("rename of a referenced model: err = %v", err)
 	}

@@ -22,7 +22,7 @@ func (d *DB) UpdateAudience(ctx context.Context, a store.Audience) (store.Audien
 	case !json.Valid(a.Definition):
 		return store.Audience{}, invalid(op, "definition", "is not valid JSON")
 	}
-	if err := checkName(op, "name", a.Name); err != nil {
+	if err := checkObjectName(op, "name", a.Name); err != nil {
 		return store.Audience{}, err
 	}
 	var out store.Audience

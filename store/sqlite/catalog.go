@@ -130,7 +130,7 @@ func validateModel(op string, m *store.Model) error {
 	if m.WorkspaceID == "" {
 		return invalid(op, "workspace_id", "is required")
 	}
-	if err := checkName(op, "name", m.Name); err != nil {
+	if err := checkObjectName(op, "name", m.Name); err != nil {
 		return err
 	}
 	switch {
@@ -283,12 +283,17 @@ func (d *DB) ListModels(ctx context.Context, workspaceID string) ([]store.Model,
 	return out, nil
 }
 
-// GetModel returns a workspace's model by id or, failing that, by name. It
-// returns ErrNotFound when the workspace has neither.
+// GetModel returns a workspace's model by id when idOrName has the form of
+// a model id (store.IsModelID), else by name; never by the other, so a
+// model named like another model's id can never stand in for it. It
+// returns ErrNotFound when the workspace has no such model.
 func (d *DB) GetModel(ctx context.Context, workspaceID, idOrName string) (store.Model, error) {
-	m, err := scanModel(d.read.QueryRowContext(ctx, `SELECT `+modelColumns+`
-		WHERE workspace_id = ? AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1`,
-		workspaceID, idOrName, idOrName, idOrName))
+	by := "name"
+	if store.IsModelID(idOrName) {
+		by = "id"
+	}
+	m, err := scanModel(d.read.QueryRowContext(ctx, `SELECT `+modelColumns+` WHERE workspace_id = ? AND `+by+` = ?`,
+		workspaceID, idOrName))
 	if err != nil {
 		return store.Model{}, notFound("get model", idOrName, err)
 	}
@@ -319,7 +324,7 @@ func (d *DB) CreateAudience(ctx context.Context, a store.Audience) (store.Audien
 	case a.Version < 0:
 		return store.Audience{}, invalid(op, "version", "must be positive")
 	}
-	if err := checkName(op, "name", a.Name); err != nil {
+	if err := checkObjectName(op, "name", a.Name); err != nil {
 		return store.Audience{}, err
 	}
 	if a.Version == 0 {
@@ -421,7 +426,7 @@ func (d *DB) CreateDestination(ctx context.Context, dst store.Destination) (stor
 	if dst.WorkspaceID == "" {
 		return store.Destination{}, invalid(op, "workspace_id", "is required")
 	}
-	if err := checkName(op, "name", dst.Name); err != nil {
+	if err := checkObjectName(op, "name", dst.Name); err != nil {
 		return store.Destination{}, err
 	}
 	switch {

@@ -297,3 +297,38 @@ func TestCreateModelFromSQL(t *testing.T) {
 		t.Errorf("model without relationships encodes them: %s", js)
 	}
 }
+
+func TestCatalogNamesNeverPoseAsIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := createCatalog(t, b, b.ws.ID)
+	// A name that looks like an id is refused for every named object.
+	for _, name := range []string{c.model.ID, "MDL_x", "aud_x", "dst_x", "syn_x", "apr_x"} {
+		m := customersModel(b.ws.ID)
+		m.Name = name
+		_, err := b.db.CreateModel(b.ctx, m)
+		wantErr(t, err, store.ErrInvalid)
+		renamed := c.model
+		renamed.Name = name
+		_, err = b.db.UpdateModel(b.ctx, renamed)
+		wantErr(t, err, store.ErrInvalid)
+		_, err = b.db.CreateAudience(b.ctx, store.Audience{WorkspaceID: b.ws.ID, Name: name, ModelID: c.model.ID, Definition: []byte(`{}`)})
+		wantErr(t, err, store.ErrInvalid)
+		a := c.audience
+		a.Name = name
+		_, err = b.db.UpdateAudience(b.ctx, a)
+		wantErr(t, err, store.ErrInvalid)
+		_, err = b.db.CreateDestination(b.ctx, store.Destination{WorkspaceID: b.ws.ID, Name: name, Type: "file", Category: "other", Environment: "sandbox"})
+		wantErr(t, err, store.ErrInvalid)
+	}
+	// A reference in the id form is looked up by id only, a name by name
+	// only.
+	if m, err := b.db.GetModel(b.ctx, b.ws.ID, c.model.ID); err != nil || m.ID != c.model.ID {
+		t.Errorf("GetModel(id) = %+v, %v", m, err)
+	}
+	if m, err := b.db.GetModel(b.ctx, b.ws.ID, c.model.Name); err != nil || m.ID != c.model.ID {
+		t.Errorf("GetModel(name) = %+v, %v", m, err)
+	}
+	_, err := b.db.GetModel(b.ctx, b.ws.ID, "mdl_"+c.model.Name)
+	wantErr(t, err, store.ErrNotFound)
+}

@@ -66,9 +66,14 @@
 //   - UpdateModel and DeleteModel refuse (store.InUseError) a change that
 //     would leave something dangling: deleting a model audiences, their
 //     syncs or other models' relationships depend on; renaming a model, or
-//     dropping a column, that other models' relationships name. Audience
-//     definitions are not read: which columns they use is package
-//     audience's business.
+//     dropping a column, that other models' relationships name; a new
+//     source (table or SQL) for a model syncs send audiences of, checked
+//     in the transaction of the change. Audience definitions are not
+//     read: which columns they use is package audience's business (the
+//     tools refuse changes that break them).
+//   - Models, audiences and destinations may not be named like an id
+//     (store.LooksLikeID: any id prefix, in any case), and GetModel looks
+//     a reference in the id form up by id only, any other by name only.
 //   - Access filters (access_filters, migration 0003) belong to a group by
 //     id; PutAccessFilter creates a missing group as AddToGroup does.
 //     AccessFiltersFor takes the union of the principal's groups and the

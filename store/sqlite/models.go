@@ -16,7 +16,8 @@ import (
 // returns ErrInvalid for a bad field (as CreateModel), ErrNotFound for a
 // model the workspace lacks, ErrConflict for a name another model has, and
 // an *store.InUseError when relationships of other models name this model
-// by a name it gives up, or one of its columns it drops.
+// by a name it gives up, or one of its columns it drops, or when the
+// source (table or SQL) changes while syncs send audiences over the model.
 func (d *DB) UpdateModel(ctx context.Context, m store.Model) (store.Model, error) {
 	const op = "update model"
 	if m.ID == "" {
@@ -48,6 +49,13 @@ func (d *DB) UpdateModel(ctx context.Context, m store.Model) (store.Model, error
 				broken = append(broken, store.Dependent{Type: "model", ID: r.model.ID, Name: r.model.Name,
 					Why: fmt.Sprintf("its relationship %s references %s.%s", r.rel.Name, cur.Name, r.rel.References)})
 			}
+		}
+		if m.Table != cur.Table || m.SQL != cur.SQL {
+			synced, err := syncedAudiences(ctx, tx, cur)
+			if err != nil {
+				return fmt.Errorf("%s %q: %w", op, m.Name, err)
+			}
+			broken = append(broken, synced...)
 		}
 		if len(broken) > 0 {
 			return &store.InUseError{Object: "model " + cur.Name, Dependents: broken}
@@ -130,6 +138,34 @@ func modelDependents(ctx context.Context, tx *sql.Tx, m store.Model) ([]store.De
 			Why: "its relationship " + r.rel.Name + " leads to the model"})
 	}
 	return deps, nil
+}
+
+// syncedAudiences lists the audiences over m that syncs send, and those
+// syncs: a new source (another table or SQL) would change who they send,
+// unreviewed, so UpdateModel refuses it while they exist.
+func syncedAudiences(ctx context.Context, tx *sql.Tx, m store.Model) ([]store.Dependent, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT a.id, a.name, s.id FROM audiences a
+		JOIN syncs s ON s.workspace_id = a.workspace_id AND s.audience_id = a.id
+		WHERE a.workspace_id = ? AND a.model_id = ? ORDER BY a.name, s.id`, m.WorkspaceID, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var deps []store.Dependent
+	seen := make(map[string]bool)
+	for rows.Next() {
+		var audID, audName, syncID string
+		if err := rows.Scan(&audID, &audName, &syncID); err != nil {
+			return nil, err
+		}
+		if !seen[audID] {
+			seen[audID] = true
+			deps = append(deps, store.Dependent{Type: "audience", ID: audID, Name: audName,
+				Why: "a synced audience over the model: its source cannot change while syncs send it"})
+		}
+		deps = append(deps, store.Dependent{Type: "sync", ID: syncID, Name: syncID, Why: "syncs audience " + audName})
+	}
+	return deps, rows.Err()
 }
 
 // modelReference is a relationship of another model that leads to a model.

@@ -409,6 +409,20 @@ func checkName(op, field, name string) error {
 	return nil
 }
 
+// checkObjectName is checkName for the names of catalog objects (models,
+// audiences, destinations), which callers may also use as references: a
+// name that looks like an id (store.LooksLikeID) is refused, so a
+// reference in the id form can only ever mean an id.
+func checkObjectName(op, field, name string) error {
+	if err := checkName(op, field, name); err != nil {
+		return err
+	}
+	if prefix, ok := store.LooksLikeID(name); ok {
+		return invalid(op, field, "%q looks like an id (it starts with %s): choose a name that does not", name, prefix)
+	}
+	return nil
+}
+
 // checkWorkspace returns ErrNotFound unless the workspace exists.
 func checkWorkspace(ctx context.Context, q querier, op, workspaceID string) error {
 	var one int

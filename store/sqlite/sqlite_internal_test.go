@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signalsmith/agent-server/store"
 )
 
 func TestReadPoolRefusesWrites(t *testing.T) {
@@ -74,6 +76,18 @@ func TestMigrationsEmbedded(t *testing.T) {
 	for i := 1; i < len(ms); i++ {
 		if ms[i].version <= ms[i-1].version {
 			t.Errorf("migrations out of order: %d after %d", ms[i].version, ms[i-1].version)
+		}
+	}
+}
+
+// TestIDPrefixesAreKnown holds the store's list of id prefixes, which
+// names may not start with, to the prefixes this store assigns.
+func TestIDPrefixesAreKnown(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{prefixWorkspace, prefixMember, prefixGroup, prefixKey, prefixModel, prefixAudience,
+		prefixDestination, prefixSync, prefixAccessFilter, "apr_", "pol_"} {
+		if got, ok := store.LooksLikeID(p + "0192"); !ok || got != p {
+			t.Errorf("store.LooksLikeID does not know the id prefix %s", p)
 		}
 	}
 }

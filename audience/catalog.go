@@ -22,19 +22,23 @@ type Snapshot struct {
 }
 
 // NewSnapshot returns a Snapshot of these models and audiences. Models are
-// found by name or id, audiences by id.
+// found by id or, failing that, by name; audiences by id.
 func NewSnapshot(models []store.Model, audiences []store.Audience) *Snapshot {
 	s := &Snapshot{
 		models:    make(map[string]store.Model, 2*len(models)),
 		audiences: make(map[string]store.Audience, len(audiences)),
 	}
 	for _, m := range models {
-		if m.ID != "" {
-			s.models[m.ID] = m
-		}
 		if m.Name != "" {
 			s.models[m.Name] = m
 			s.names = append(s.names, m.Name)
+		}
+	}
+	// Ids go in last: a model named like another model's id must not
+	// stand in for that model.
+	for _, m := range models {
+		if m.ID != "" {
+			s.models[m.ID] = m
 		}
 	}
 	sort.Strings(s.names)

@@ -108,9 +108,11 @@ func Canonical(args json.RawMessage) (json.RawMessage, string, error) {
 }
 
 // Request queues a call the guardrails sent to a human: it pins the tool,
-// the canonical arguments and their hash, the requester, and the decision's
-// policy version, rules and reason with the facts at request time.
-func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool string, args json.RawMessage, d guardrails.Decision, facts map[string]any) (store.Approval, error) {
+// the canonical arguments and their hash, the requester, the decision's
+// policy version, rules and reason with the facts at request time, and the
+// objects the call touches with their versions (pins; the caller resolves
+// them, and names them by id in args).
+func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool string, args json.RawMessage, d guardrails.Decision, facts map[string]any, pins ...store.ApprovalPin) (store.Approval, error) {
 	canon, hash, err := Canonical(args)
 	if err != nil {
 		return store.Approval{}, err
@@ -131,6 +133,7 @@ func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool str
 		Rules:            d.Rules,
 		Reason:           d.Reason,
 		Facts:            facts,
+		Pins:             pins,
 		CreatedAt:        now,
 		ExpiresAt:        now.Add(q.ttl),
 	})

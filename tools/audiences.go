@@ -58,6 +58,8 @@ type compiled struct {
 	query *audience.Query
 	model store.Model
 	canon json.RawMessage
+	// pins are the models and audiences the definition is built on.
+	pins []store.ApprovalPin
 }
 
 // rawInputSchema sets a hand-built input schema. mcp.WithRawInputSchema
@@ -116,6 +118,7 @@ func audienceTools(d Deps) []Tool {
 				mcp.WithInputSchema[listAudiencesArgs]())...),
 			Permission: "audiences.read",
 			Resource:   "audience",
+			Resolve:    resolveListAudiences(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args listAudiencesArgs
 				if err := decode(raw, &args); err != nil {
@@ -152,6 +155,7 @@ func audienceTools(d Deps) []Tool {
 				mcp.WithInputSchema[audienceArgs]())...),
 			Permission: "audiences.read",
 			Resource:   "audience",
+			Resolve:    resolveAudience(d, false),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				a, err := loadAudience(ctx, d, call, raw)
 				if err != nil {
@@ -171,6 +175,7 @@ func audienceTools(d Deps) []Tool {
 				})))...),
 			Permission: "audiences.read",
 			Resource:   "audience",
+			Resolve:    resolvePreviewAudience(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args previewAudienceArgs
 				if err := decode(raw, &args); err != nil {
@@ -215,6 +220,7 @@ func audienceTools(d Deps) []Tool {
 			Permission: "audiences.create",
 			Resource:   "audience",
 			Write:      true,
+			Resolve:    resolveCreateAudience(d),
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				var args createAudienceArgs
 				if err := decode(raw, &args); err != nil {
@@ -266,6 +272,7 @@ func audienceTools(d Deps) []Tool {
 			Permission: "audiences.update",
 			Resource:   "audience",
 			Write:      true,
+			Resolve:    resolveUpdateAudience(d),
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				var args updateAudienceArgs
 				if err := decode(raw, &args); err != nil {
@@ -334,6 +341,7 @@ func audienceTools(d Deps) []Tool {
 			Permission: "audiences.delete",
 			Resource:   "audience",
 			Write:      true,
+			Resolve:    resolveAudience(d, true),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				a, err := loadAudience(ctx, d, call, raw)
 				if err != nil {
@@ -387,10 +395,11 @@ func compileAudience(ctx context.Context, d Deps, call *Call, raw json.RawMessag
 	if err != nil {
 		return nil, fmt.Errorf("load models: %w", err)
 	}
-	if err := audience.Validate(def, snap); err != nil {
+	cat := &recorder{Snapshot: snap}
+	if err := audience.Validate(def, cat); err != nil {
 		return nil, definitionError(err)
 	}
-	q, err := audience.Compile(def, snap, audience.Options{Dialect: d.Warehouse.Dialect(), Now: time.Now(), AudienceID: audienceID})
+	q, err := audience.Compile(def, cat, audience.Options{Dialect: d.Warehouse.Dialect(), Now: time.Now(), AudienceID: audienceID})
 	if err != nil {
 		return nil, definitionError(err)
 	}
@@ -398,7 +407,7 @@ func compileAudience(ctx context.Context, d Deps, call *Call, raw json.RawMessag
 	if err != nil {
 		return nil, fmt.Errorf("encode definition: %w", err)
 	}
-	return &compiled{def: def, query: q, model: q.Model(), canon: canon}, nil
+	return &compiled{def: def, query: q, model: q.Model(), canon: canon, pins: cat.pinned()}, nil
 }
 
 // definitionError turns a rejected definition into an error for the model.

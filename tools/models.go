@@ -117,6 +117,7 @@ func modelTools(d Deps) []Tool {
 				mcp.WithInputSchema[modelArgs]())...),
 			Permission: "models.read",
 			Resource:   "model",
+			Resolve:    resolveModel(d, func() modelReferrer { return &modelArgs{} }, false),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				m, err := loadModel(ctx, d, call, raw, &modelArgs{})
 				if err != nil {
@@ -132,6 +133,7 @@ func modelTools(d Deps) []Tool {
 				mcp.WithInputSchema[previewModelArgs]())...),
 			Permission: "models.read",
 			Resource:   "model",
+			Resolve:    resolveModel(d, func() modelReferrer { return &previewModelArgs{} }, false),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args previewModelArgs
 				m, err := loadModel(ctx, d, call, raw, &args)
@@ -160,6 +162,7 @@ func modelTools(d Deps) []Tool {
 			Permission: "models.create",
 			Resource:   "model",
 			Write:      true,
+			Resolve:    resolveCreateModel(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args createModelArgs
 				if err := decode(raw, &args); err != nil {
@@ -179,6 +182,7 @@ func modelTools(d Deps) []Tool {
 			Permission: "models.update",
 			Resource:   "model",
 			Write:      true,
+			Resolve:    resolveUpdateModel(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args updateModelArgs
 				m, err := loadModel(ctx, d, call, raw, &args)
@@ -196,6 +200,7 @@ func modelTools(d Deps) []Tool {
 			Permission: "models.delete",
 			Resource:   "model",
 			Write:      true,
+			Resolve:    resolveModel(d, func() modelReferrer { return &modelArgs{} }, true),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				m, err := loadModel(ctx, d, call, raw, &modelArgs{})
 				if err != nil {

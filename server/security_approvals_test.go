@@ -131,6 +131,14 @@ func TestApprovalsPinWhatWasReviewed(t *testing.T) {
 			if status != 200 || !strings.Contains(mustJSON(t, out), "changed since it was approved") {
 				t.Errorf("API: %d %v", status, out)
 			}
+			w := newWeb(t, e.http.URL, nil)
+			w.signIn(adminKey)
+			_, page := w.get("/approvals/" + a.ID)
+			for _, want := range []string{"Objects pinned", "<td>scratch</td><td><code>" + scratch.ID + "</code></td><td>1</td>", "changed since it was approved (version 1 then, 2 now)"} {
+				if !strings.Contains(page, want) {
+					t.Errorf("the approval's page lacks %q", want)
+				}
+			}
 		}},
 		{"an audience's model widened between review and approval fails it", func(t *testing.T, e *env, c *client.Client) {
 			structured(t, call(t, c, "create_model", map[string]any{"name": "emea", "sql": emeaSQL, "primary_key": "customer_id",

@@ -5,8 +5,11 @@
 // queue and JSON API where people decide.
 //
 // An approval pins the tool, the canonical JSON arguments (Canonical) and
-// their SHA-256, the requester, and the policy version, rules, reason and
-// facts at request time. Every state change is a compare-and-set on the
+// their SHA-256, the requester, the policy version, rules, reason and facts
+// at request time, and the objects the call touches with their versions
+// (store.ApprovalPin; the server resolves them and names them by id in the
+// arguments, and fails the approval at execution when one changed). The
+// detail page lists the pins beside the arguments. Every state change is a compare-and-set on the
 // stored state, so an approval executes at most once: Begin lets exactly one
 // caller move it from approved to executing, and Recover resolves an
 // approval a crash left executing as failed instead of running it again.

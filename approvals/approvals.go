@@ -117,15 +117,17 @@ func Canonical(args json.RawMessage) (json.RawMessage, string, error) {
 }
 
 // Request queues a call the guardrails sent to a human: it pins the tool,
-// the canonical arguments and their hash, the requester, and the decision's
-// policy version, rules and reason with the facts at request time.
+// the canonical arguments and their hash, the requester, the decision's
+// policy version, rules and reason with the facts at request time, and the
+// objects the call touches with their versions (pins; the caller resolves
+// them, and names them by id in args).
 //
 // Arguments that contain an API key (in a name or a value, at any depth)
 // or are longer than MaxArgs are refused with ErrArgsRefused. The approval
 // must pin exactly what will run, so its arguments cannot be redacted as
 // the audit trail's are; and a key in them would be shown to every
 // reviewer, on the page, the API and the requester's approval tools.
-func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool string, args json.RawMessage, d guardrails.Decision, facts map[string]any) (store.Approval, error) {
+func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool string, args json.RawMessage, d guardrails.Decision, facts map[string]any, pins ...store.ApprovalPin) (store.Approval, error) {
 	canon, hash, err := Canonical(args)
 	if err != nil {
 		return store.Approval{}, err
@@ -154,6 +156,7 @@ func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool str
 		Rules:            d.Rules,
 		Reason:           d.Reason,
 		Facts:            guardrails.Redact(facts),
+		Pins:             pins,
 		CreatedAt:        now,
 		ExpiresAt:        now.Add(q.ttl),
 	})

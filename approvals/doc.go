@@ -5,12 +5,15 @@
 // queue and JSON API where people decide.
 //
 // An approval pins the tool, the canonical JSON arguments (Canonical) and
-// their SHA-256, the requester, and the policy version, rules, reason and
-// facts at request time. The pinned arguments are what reviewers see and
-// what runs, so they are never redacted: Request refuses
-// (ErrArgsRefused) arguments that contain an API key or exceed MaxArgs,
-// rather than show a key to reviewers or run something other than what
-// they saw. Facts are redacted, and the stored outcome has keys cut to
+// their SHA-256, the requester, the policy version, rules, reason and facts
+// at request time, and the objects the call touches with their versions
+// (store.ApprovalPin; the server resolves them and names them by id in the
+// arguments, and fails the approval at execution when one changed). The
+// detail page lists the pins beside the arguments. The pinned arguments are
+// what reviewers see and what runs, so they are never redacted: Request
+// refuses (ErrArgsRefused) arguments that contain an API key or exceed
+// MaxArgs, rather than show a key to reviewers or run something other than
+// what they saw. Facts are redacted, and the stored outcome has keys cut to
 // their prefix. Every state change is a compare-and-set on the
 // stored state, so an approval executes at most once: Begin lets exactly one
 // caller move it from approved to executing, and Recover resolves an

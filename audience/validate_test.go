@@ -217,3 +217,17 @@ func TestSnapshotNeverTakesANameForAnID(t *testing.T) {
 		}
 	}
 }
+
+// A model named like another model's id never stands in for that model,
+// whichever order the models come in.
+func TestSnapshotIDsWinOverNames(t *testing.T) {
+	t.Parallel()
+	real := store.Model{ID: "mdl_real", Name: "customers"}
+	impostor := store.Model{ID: "mdl_other", Name: "mdl_real"}
+	for _, models := range [][]store.Model{{real, impostor}, {impostor, real}} {
+		m, err := NewSnapshot(models, nil).Model("mdl_real")
+		if err != nil || m.ID != "mdl_real" {
+			t.Errorf("Model(mdl_real) over %v = %+v, %v; want the model with that id", models, m, err)
+		}
+	}
+}

@@ -15,7 +15,10 @@
 //   - AI policies (policy.go, decide.go): YAML policy files with CEL
 //     conditions over the call and the facts a tool computed, the shipped
 //     defaults, the kill switch and rate limits (counted through a
-//     RateLimiter, which the store implements);
+//     RateLimiter, which the store implements); Crossed (review.go) names
+//     the policies whose condition decides differently on an approval's
+//     reviewed facts than on the facts now, so an approved call whose facts
+//     moved across a threshold fails;
 //   - PII masking of previews (pii.go) and redaction of audit arguments
 //     (redact.go): secret-named values, and API keys in argument names and
 //     values at any depth. The secret patterns themselves are

@@ -28,6 +28,18 @@
 // audited as one event when the window ends or FlushRequestAudit runs (serve
 // calls it when it stops). Memory is bounded by maxAddresses windows.
 //
+// Approvals (gate.go, execute.go): before a call the guardrails send to a
+// human is queued, the tool's Resolve hook finds what it names; a call that
+// cannot run is refused with the reason and never queued. The approval pins
+// the resolved arguments (objects by id), the objects with their versions
+// and the facts decided again on those arguments. Execute runs an approved
+// call only when every pin still holds, Resolve passes again on the pinned
+// arguments, the policies (which see the pinned model ids back as the
+// names the agent gave) need no approval the human did not give, and no
+// policy condition decides differently on the facts now than on the facts
+// reviewed (guardrails.Engine.Crossed); else the approval fails with the
+// reason.
+//
 // Audit: a read, a denial or a failure is recorded (durably, in a group
 // commit shared with concurrent calls) before the answer; a tool that
 // writes carries its event into the store with the call

@@ -1,14 +1,19 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/signalsmith/agent-server/approvals"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
 	"github.com/signalsmith/agent-server/tools"
@@ -93,7 +98,11 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 		}
 	}
 	call := &tools.Call{Principal: p, Tool: t.Spec.Name}
-	v, err := g.guard.decide(ctx, t, call, a.Source, a.Args, false)
+	if err := g.checkPins(ctx, t, call, a); err != nil {
+		return "", false, err
+	}
+	view := policyView(a.Args, a.Pins)
+	v, err := g.guard.decideAs(ctx, t, call, a.Source, a.Args, view, false)
 	ev.Rules = v.Rules
 	if err != nil {
 		g.log.Error("guardrails for approved call", "approval", a.ID, "err", err)
@@ -108,6 +117,9 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 		}
 	default:
 		return "", false, fmt.Errorf("conditions changed since the request: %s", v.Reason)
+	}
+	if err := g.checkFacts(ctx, t, call, a, view, v.Facts); err != nil {
+		return "", false, err
 	}
 	hctx := context.WithValue(ctx, callKey{}, call)
 	var pending *store.PendingAudit
@@ -132,6 +144,174 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 		return "", written, errors.New(internalMessage(ev.RequestID))
 	}
 	return string(data), written, nil
+}
+
+// checkPins fails an approval whose call would not act on the objects it
+// pinned: every pinned object must still be there with the same name and
+// version, and the tool's Resolve, run again on the pinned arguments, must
+// pass its checks (a delete that dependents block now fails here) and
+// find exactly the pinned objects. The error says what changed.
+func (g *Gate) checkPins(ctx context.Context, t tools.Tool, call *tools.Call, a store.Approval) error {
+	if t.Resolve == nil {
+		if len(a.Pins) > 0 {
+			return errors.New("the objects this call was approved for can no longer be checked, so it did not run; ask again")
+		}
+		return nil
+	}
+	for _, pin := range a.Pins {
+		if why := g.pinChanged(ctx, a.WorkspaceID, pin); why != "" {
+			return fmt.Errorf("the %s %q (%s) changed since it was approved (%s), so the call did not run; ask again",
+				pin.Type, guardrails.RedactString(pin.Name), pin.ID, why)
+		}
+	}
+	res, err := t.Resolve(ctx, call, a.Args)
+	if te, ok := tools.AsError(err); ok {
+		return fmt.Errorf("the call cannot run any more, so it did not run: %s", te.Msg)
+	}
+	if err != nil {
+		g.log.Error("resolve approved call", "approval", a.ID, "err", err)
+		return errors.New("the objects of the call could not be checked, so it did not run; try again later")
+	}
+	canon, _, err := approvals.Canonical(res.Args)
+	if err != nil || !bytes.Equal(canon, a.Args) || !slices.Equal(res.Pins, a.Pins) {
+		return errors.New("the call no longer names the objects it was approved for, so it did not run; ask again")
+	}
+	return nil
+}
+
+// pinChanged says how a pinned object differs from the stored one now, or
+// "" when it does not.
+func (g *Gate) pinChanged(ctx context.Context, workspaceID string, pin store.ApprovalPin) string {
+	var id, name string
+	var version int
+	var err error
+	switch pin.Type {
+	case "model":
+		var m store.Model
+		m, err = g.store.GetModel(ctx, workspaceID, pin.ID)
+		id, name, version = m.ID, m.Name, m.Version
+	case "audience":
+		var au store.Audience
+		au, err = g.store.GetAudience(ctx, workspaceID, pin.ID)
+		id, name, version = au.ID, au.Name, au.Version
+	default:
+		return "it is of a kind that cannot be checked"
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound) || err == nil && id != pin.ID:
+		return "it no longer exists"
+	case err != nil:
+		return "it could not be read"
+	case name != pin.Name:
+		return fmt.Sprintf("renamed to %q", guardrails.RedactString(name))
+	case version != pin.Version:
+		return fmt.Sprintf("version %d then, %d now", pin.Version, version)
+	}
+	return ""
+}
+
+// checkFacts fails an approval whose facts moved across a threshold of an
+// active policy since the human reviewed them (guardrails.Engine.Crossed),
+// naming the facts that changed.
+func (g *Gate) checkFacts(ctx context.Context, t tools.Tool, call *tools.Call, a store.Approval, view json.RawMessage, now map[string]any) error {
+	in := guardrails.Input{Principal: call.Principal, Source: a.Source, Tool: t.Spec.Name, Resource: t.Resource, Operation: t.Operation(), Facts: now}
+	_ = json.Unmarshal(view, &in.Args)
+	crossed, err := g.guard.engine.Crossed(ctx, in, a.Facts)
+	if err != nil {
+		g.log.Error("compare facts of approved call", "approval", a.ID, "err", err)
+		return errors.New("the facts of the call could not be compared with those approved, so it did not run; ask again")
+	}
+	if len(crossed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the facts changed since it was approved (%s), across the threshold of %s, so the call did not run; ask again",
+		factChanges(a.Facts, now), strings.Join(crossed, ", "))
+}
+
+// policyView returns pinned arguments as the policies see them: every
+// pinned model's id back as its name, the name the pin checks have just
+// confirmed, so conditions written against model names (args.model ==
+// "customers") decide an approved call as they decided its request. Ids
+// are unique random strings, so a string equal to one names that model.
+func policyView(args json.RawMessage, pins []store.ApprovalPin) json.RawMessage {
+	names := map[string]string{}
+	for _, p := range pins {
+		if p.Type == "model" {
+			names[p.ID] = p.Name
+		}
+	}
+	if len(names) == 0 {
+		return args
+	}
+	dec := json.NewDecoder(bytes.NewReader(args))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return args
+	}
+	var walk func(any) any
+	walk = func(v any) any {
+		switch v := v.(type) {
+		case string:
+			if n, ok := names[v]; ok {
+				return n
+			}
+		case []any:
+			for i := range v {
+				v[i] = walk(v[i])
+			}
+		case map[string]any:
+			for k := range v {
+				v[k] = walk(v[k])
+			}
+		}
+		return v
+	}
+	out, err := json.Marshal(walk(v))
+	if err != nil {
+		return args
+	}
+	return out
+}
+
+// factChanges lists the facts whose value differs between then and now,
+// with both values when they are numbers or short words.
+func factChanges(then, now map[string]any) string {
+	var names []string
+	for k := range now {
+		names = append(names, k)
+	}
+	for k := range then {
+		if _, ok := now[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	var parts []string
+	for _, k := range names {
+		was, is := factText(then[k]), factText(now[k])
+		if was == is {
+			continue
+		}
+		if len(was) > 40 || len(is) > 40 {
+			parts = append(parts, k)
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s was %s, now %s", k, was, is))
+	}
+	if len(parts) == 0 {
+		return "no single fact stands out"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// factText renders a fact value: a whole number without an exponent
+// whether it was computed now or read back from an approval's JSON.
+func factText(v any) string {
+	if f, ok := v.(float64); ok && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return fmt.Sprint(v)
 }
 
 // sweepInterval is how often pending approvals past their expiry expire.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -209,9 +210,19 @@ func rawArgs(req mcp.CallToolRequest) json.RawMessage {
 }
 
 // queue records a call the guardrails sent to a human and tells the agent
-// where it stands. Nothing of the call runs now.
+// where it stands. Nothing of the call runs now. A call the tool's Resolve
+// says cannot run is refused instead, with the reason, and never queued;
+// otherwise the approval pins what Resolve found (see pin).
 func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time, t tools.Tool, call *tools.Call, raw json.RawMessage, v verdict) *mcp.CallToolResult {
-	a, err := g.guard.queue.Request(ctx, call.Principal, store.SourceAI, t.Spec.Name, raw, v.Decision, v.Facts)
+	args, facts, pins, refused := g.pin(ctx, ev, t, call, raw, v)
+	if refused != "" {
+		ev.Decision, ev.Reason = store.DecisionFailed, guardrails.RedactString(refused)
+		if err := g.audit(ctx, ev, start); err != nil {
+			return mcp.NewToolResultError(internalMessage(ev.RequestID))
+		}
+		return mcp.NewToolResultError(refused)
+	}
+	a, err := g.guard.queue.Request(ctx, call.Principal, store.SourceAI, t.Spec.Name, args, v.Decision, facts, pins...)
 	if errors.Is(err, approvals.ErrArgsRefused) {
 		return g.deny(ctx, ev, start, err.Error(), "This call needs a human's approval and was not queued: "+err.Error()+".")
 	}
@@ -242,6 +253,42 @@ func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time,
 		Content:           []mcp.Content{mcp.NewTextContent(q.Message), mcp.NewTextContent(string(data))},
 		StructuredContent: json.RawMessage(data),
 	}
+}
+
+// pin resolves what a call to be queued names (tools.Tool.Resolve): the
+// arguments with objects named by id, the facts and the objects with their
+// versions an approval pins. The facts are decided again on those
+// arguments (the policies still see the names the agent gave), so what the
+// human reviews is about the objects that will run.
+// refused, when not empty, is what the model reads instead: the call
+// cannot run, or something changed while it was checked, or the check
+// failed (an internal error, logged).
+func (g *Gate) pin(ctx context.Context, ev *store.AuditEvent, t tools.Tool, call *tools.Call, raw json.RawMessage, v verdict) (json.RawMessage, map[string]any, []store.ApprovalPin, string) {
+	if t.Resolve == nil {
+		return raw, v.Facts, nil, ""
+	}
+	res, err := t.Resolve(ctx, call, raw)
+	ev.ResourceID = call.ResourceID
+	if te, ok := tools.AsError(err); ok {
+		return nil, nil, nil, "This call cannot run, so it was not queued for approval: " + te.Msg
+	}
+	if err != nil {
+		g.log.Error("resolve call to queue", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
+		return nil, nil, nil, internalMessage(ev.RequestID)
+	}
+	pinned := &tools.Call{Principal: call.Principal, Tool: call.Tool}
+	again, err := g.guard.decideAs(ctx, t, pinned, store.SourceAI, res.Args, raw, true)
+	if te, ok := tools.AsError(err); ok {
+		return nil, nil, nil, "This call cannot run, so it was not queued for approval: " + te.Msg
+	}
+	if err != nil {
+		g.log.Error("guardrails of call to queue", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
+		return nil, nil, nil, internalMessage(ev.RequestID)
+	}
+	if again.Effect != v.Effect || !slices.Equal(again.Rules, v.Rules) {
+		return nil, nil, nil, "The objects this call names changed while it was checked, so it was not queued for approval: look at them again (list_models, list_audiences) and repeat the call if it is still what you want."
+	}
+	return res.Args, again.Facts, res.Pins, ""
 }
 
 // policyReason is the audit reason of a guardrail decision: the reason and

@@ -34,6 +34,14 @@ type verdict struct {
 // argument the caller should fix; any other error is returned beside a
 // deny verdict (fail closed).
 func (gd *guard) decide(ctx context.Context, t tools.Tool, call *tools.Call, source string, raw json.RawMessage, dry bool) (verdict, error) {
+	return gd.decideAs(ctx, t, call, source, raw, raw, dry)
+}
+
+// decideAs is decide where the policies see the arguments as view while
+// the tool computes its facts from raw: an approval's pinned arguments name
+// objects by id, but its policies were written for, and decided on, the
+// names the agent gave.
+func (gd *guard) decideAs(ctx context.Context, t tools.Tool, call *tools.Call, source string, raw, view json.RawMessage, dry bool) (verdict, error) {
 	v := verdict{Decision: guardrails.Decision{Effect: guardrails.EffectDeny, Reason: "guardrails could not decide, so the call is denied"}}
 	if gd == nil || gd.engine == nil {
 		return v, errors.New("no guardrail engine configured")
@@ -45,10 +53,10 @@ func (gd *guard) decide(ctx context.Context, t tools.Tool, call *tools.Call, sou
 		Resource:  t.Resource,
 		Operation: t.Operation(),
 	}
-	if len(raw) > 0 {
+	if len(view) > 0 {
 		// Arguments that are not an object reach the policies as none; the
 		// tool itself refuses them.
-		_ = json.Unmarshal(raw, &in.Args)
+		_ = json.Unmarshal(view, &in.Args)
 	}
 	if t.Facts != nil {
 		facts, err := t.Facts(ctx, call, raw)

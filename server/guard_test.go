@@ -74,7 +74,8 @@ func TestGuardrailsDenyQueueAndLimitThroughTheGate(t *testing.T) {
 		t.Fatalf("queued call: %+v %q", q, text(res))
 	}
 	a, err := e.db.GetApproval(context.Background(), e.ws.ID, q.ApprovalID)
-	if err != nil || a.Tool != "preview_model" || a.RequesterID != k.MemberID || string(a.Args) != `{"limit":80,"model":"customers"}` || a.Rules[0] != "customers-preview-review" {
+	customers, _ := e.db.GetModel(context.Background(), e.ws.ID, "customers")
+	if err != nil || a.Tool != "preview_model" || a.RequesterID != k.MemberID || string(a.Args) != `{"limit":80,"model":"`+customers.ID+`"}` || a.Rules[0] != "customers-preview-review" {
 		t.Fatalf("approval record = %+v (%v)", a, err)
 	}
 	ev = e.lastAudit(t)

@@ -253,8 +253,9 @@ func TestAgentDeleteNeedsApproval(t *testing.T) {
 		}
 		return a
 	}
-	if a := approve("customers"); a.State != store.ApprovalFailed || !strings.Contains(a.Outcome, "cannot be deleted") {
-		t.Errorf("approved delete of customers: %s %q", a.State, a.Outcome)
+	// A delete that dependents block is refused at once, never queued.
+	if res := call(t, c, "delete_model", map[string]any{"model": "customers"}); !res.IsError || !strings.Contains(text(res), "cannot be deleted") {
+		t.Errorf("delete of customers: %v %q", res.IsError, text(res))
 	}
 	if _, err := e.db.GetModel(context.Background(), e.ws.ID, "customers"); err != nil {
 		t.Errorf("customers after a refused delete: %v", err)

@@ -39,8 +39,10 @@ func TestAttackerKeysNeverReachTheAuditOrTheQueue(t *testing.T) {
 		// act makes the call with the planted key; it returns what the
 		// agent was answered.
 		act func(t *testing.T, e *env, agentKey, planted string) string
-		// queued: the call is one the default policies send to a human.
+		// queued: the call is one the policies send to a human.
 		queued bool
+		// policies, when set, replace the shipped defaults.
+		policies string
 	}{
 		{name: "key as an argument name", act: func(t *testing.T, e *env, agentKey, planted string) string {
 			return text(call(t, e.client(t, agentKey), "list_tables", map[string]any{planted: "x"}))
@@ -69,6 +71,18 @@ func TestAttackerKeysNeverReachTheAuditOrTheQueue(t *testing.T) {
 		{name: "key as an argument name of a queued delete_model", queued: true, act: func(t *testing.T, e *env, agentKey, planted string) string {
 			return queueRefused(t, e.client(t, agentKey), map[string]any{"model": "customers", planted: true})
 		}},
+		{name: "key in the description of a queued create_audience", queued: true, policies: audiencesNeedApproval,
+			act: func(t *testing.T, e *env, agentKey, planted string) string {
+				res := call(t, e.client(t, agentKey), "create_audience", map[string]any{"name": "pro", "description": "ask " + planted,
+					"definition": map[string]any{"model": "customers", "conditions": map[string]any{"column": "plan", "operator": "equals", "value": "pro"}}})
+				if msg := text(res); !res.IsError || !strings.Contains(msg, "remove the key") || strings.Contains(msg, "approval_id") {
+					t.Errorf("create_audience with a key in its description: %v %q, want a refusal that says to remove the key", res.IsError, msg)
+				}
+				if n := e.counts(t)["approvals"]; n != 0 {
+					t.Errorf("%d approvals stored", n)
+				}
+				return text(res)
+			}},
 		{name: "key nested deep in a queued delete_model", queued: true, act: func(t *testing.T, e *env, agentKey, planted string) string {
 			return queueRefused(t, e.client(t, agentKey), map[string]any{"model": "customers", "note": map[string]any{"why": []any{"see " + planted}}})
 		}},
@@ -76,7 +90,11 @@ func TestAttackerKeysNeverReachTheAuditOrTheQueue(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := setup(t)
+			var opts []func(*server.Config)
+			if tc.policies != "" {
+				opts = append(opts, withPolicies(t, tc.policies))
+			}
+			e := setup(t, opts...)
 			agentKey, _ := e.key(t, "agent-1", "member", store.KindAgent, nil)
 			planted, _ := e.key(t, "admin-1", "admin", store.KindUser, nil)
 			secret, prefix := planted[16:], planted[:15]
@@ -116,6 +134,16 @@ func TestAttackerKeysNeverReachTheAuditOrTheQueue(t *testing.T) {
 	}
 }
 
+// audiencesNeedApproval sends every AI audience creation to a human.
+const audiencesNeedApproval = `policies:
+  - id: ai-audience-review
+    type: require_approval
+    resources: [audience]
+    operations: [create]
+    sources: [AI]
+    message: every new audience is reviewed
+`
+
 // queueRefused calls delete_model, which the default policies send to a
 // human, with arguments that carry a key: the call must be refused before
 // anything is queued, with an error that tells the agent what to do.
@@ -123,8 +151,12 @@ func queueRefused(t *testing.T, c *client.Client, args map[string]any) string {
 	t.Helper()
 	res := call(t, c, "delete_model", args)
 	msg := text(res)
-	if !res.IsError || !strings.Contains(msg, "API key") || !strings.Contains(msg, "remove") || strings.Contains(msg, "approval_id") {
-		t.Errorf("delete_model with a key in its arguments: %v %q, want a refusal that says to remove the key", res.IsError, msg)
+	// Refused before a human sees it: for the key (ErrArgsRefused), or
+	// earlier, because a call with unknown arguments or an unknown model
+	// cannot run and is never queued.
+	if !res.IsError || strings.Contains(msg, "approval_id") ||
+		!(strings.Contains(msg, "remove the key") || strings.Contains(msg, "cannot run, so it was not queued")) {
+		t.Errorf("delete_model with a key in its arguments: %v %q, want a refusal", res.IsError, msg)
 	}
 	return msg
 }
@@ -141,12 +173,15 @@ func TestQueuedCallsStillWaitForAHuman(t *testing.T) {
 	var q struct {
 		ApprovalID string `json:"approval_id"`
 	}
-	structured(t, call(t, c, "delete_model", map[string]any{"model": "customers", "note": "ss_not_a_key"}), &q)
+	// A name that starts like a key but is not one is no reason to refuse.
+	var mc modelChange
+	structured(t, call(t, c, "create_model", map[string]any{"name": "ss_not_a_key", "table": "analytics.orders", "primary_key": "order_id"}), &mc)
+	structured(t, call(t, c, "delete_model", map[string]any{"model": "ss_not_a_key"}), &q)
 	if q.ApprovalID == "" {
 		t.Fatal("a plain delete_model was not queued")
 	}
-	if a := e.approval(t, q.ApprovalID); string(a.Args) != `{"model":"customers","note":"ss_not_a_key"}` {
-		t.Errorf("queued args = %s", a.Args)
+	if a := e.approval(t, q.ApprovalID); string(a.Args) != `{"model":"`+mc.Model.ID+`"}` {
+		t.Errorf("queued args = %s, want the model's id", a.Args)
 	}
 	if got := text(call(t, c, "get_approval", map[string]any{"approval": q.ApprovalID})); !strings.Contains(got, "ss_not_a_key") {
 		t.Errorf("get_approval does not show the arguments: %s", got)
@@ -180,10 +215,10 @@ func TestOversizedFieldsAreStoredBounded(t *testing.T) {
 		}, func(ev store.AuditEvent) string { return ev.Client }, maxAuditClient},
 		{"200 KB argument name", func(t *testing.T, e *env, key string) {
 			call(t, e.client(t, key), "list_tables", map[string]any{huge: 1})
-		}, func(ev store.AuditEvent) string { return string(mustJSON(t, ev.Args)) }, maxAuditArgs},
+		}, func(ev store.AuditEvent) string { return mustJSON(t, ev.Args) }, maxAuditArgs},
 		{"3,000 arguments", func(t *testing.T, e *env, key string) {
 			call(t, e.client(t, key), "list_tables", manyArgs)
-		}, func(ev store.AuditEvent) string { return string(mustJSON(t, ev.Args)) }, maxAuditArgs},
+		}, func(ev store.AuditEvent) string { return mustJSON(t, ev.Args) }, maxAuditArgs},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -242,12 +277,12 @@ func approvalAPI(t *testing.T, e *env, key string) string {
 		t.Fatalf("approval API: %d %v", status, out)
 	}
 	var b strings.Builder
-	b.Write(mustJSON(t, out))
+	b.WriteString(mustJSON(t, out))
 	items, _ := out["approvals"].([]any)
 	for _, it := range items {
 		id, _ := it.(map[string]any)["id"].(string)
 		_, detail := api(t, e.http.URL, "GET", "/api/v1/approvals/"+id, key, "")
-		b.Write(mustJSON(t, detail))
+		b.WriteString(mustJSON(t, detail))
 	}
 	return b.String()
 }
@@ -260,13 +295,4 @@ func approvalPage(t *testing.T, e *env, key string) string {
 	w.signIn(key)
 	_, body := w.get("/approvals?state=all")
 	return body
-}
-
-func mustJSON(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

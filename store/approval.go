@@ -19,9 +19,10 @@ const (
 )
 
 // Approval is a queued action waiting for, or past, a human's decision. It
-// pins what will run: the tool, its canonical JSON arguments and their
-// SHA-256, the requester, and the policy version, reasons and facts at
-// request time.
+// pins what will run: the tool, its canonical JSON arguments (objects named
+// by id, never by name) and their SHA-256, the objects the call touches
+// with their versions (Pins), the requester, and the policy version,
+// reasons and facts the human reviewed.
 type Approval struct {
 	ID          string `json:"id"`
 	WorkspaceID string `json:"workspace_id"`
@@ -52,6 +53,22 @@ type Approval struct {
 	Outcome   string     `json:"outcome,omitempty"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	DoneAt    *time.Time `json:"done_at,omitempty"`
+
+	// Pins are the objects the call touches as they were when it was
+	// queued; execution fails when any of them changed since.
+	Pins []ApprovalPin `json:"pins"`
+}
+
+// ApprovalPin is one object an approval's call touches (its target, the
+// model an audience is built on, the models and audiences that one reads),
+// as it was when the call was queued.
+type ApprovalPin struct {
+	// Type is "model" or "audience".
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Version is Model.Version or Audience.Version.
+	Version int `json:"version"`
 }
 
 // Terminal reports whether no transition leaves the state.

@@ -158,6 +158,11 @@ type Model struct {
 	Relationships []Relationship `json:"relationships,omitempty"`
 	CreatedAt     time.Time      `json:"created_at"`
 	UpdatedAt     time.Time      `json:"updated_at"`
+
+	// Version is 1 when the model is created and grows by one with every
+	// update (a new name included), so an approval can pin the model it
+	// was reviewed with.
+	Version int `json:"version"`
 }
 
 // Audience is a filter over a parent model. Definition is its JSON definition.
@@ -347,6 +352,10 @@ type Store interface {
 	// model and an *InUseError (ErrConflict) naming the audiences, their
 	// syncs and the models with relationships that depend on it.
 	DeleteModel(ctx context.Context, workspaceID, id string) error
+	// ModelDependents lists what keeps a model from being deleted, as
+	// DeleteModel would name it, without changing anything; ErrNotFound
+	// for an unknown model.
+	ModelDependents(ctx context.Context, workspaceID, id string) ([]Dependent, error)
 	CreateAudience(ctx context.Context, a Audience) (Audience, error)
 	CreateDestination(ctx context.Context, d Destination) (Destination, error)
 	CreateSync(ctx context.Context, s Sync) (Sync, error)
@@ -355,6 +364,10 @@ type Store interface {
 	// *InUseError while a sync or another audience depends on it.
 	UpdateAudience(ctx context.Context, a Audience) (Audience, error)
 	DeleteAudience(ctx context.Context, workspaceID, id string) error
+	// AudienceDependents lists what keeps an audience from being deleted,
+	// as DeleteAudience would name it, without changing anything;
+	// ErrNotFound for an unknown audience.
+	AudienceDependents(ctx context.Context, workspaceID, id string) ([]Dependent, error)
 
 	// PIIClasses lists the workspace's classified warehouse source
 	// columns (DESIGN.md section 3); a column not listed is blocked.

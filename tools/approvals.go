@@ -38,6 +38,9 @@ type approvalView struct {
 	Comment   string          `json:"comment,omitempty"`
 	Outcome   string          `json:"outcome,omitempty"`
 	Next      string          `json:"next"`
+	// Pinned are the objects the call acts on as they were when it was
+	// queued; the call fails instead of running if any of them changes.
+	Pinned []store.ApprovalPin `json:"pinned"`
 }
 
 func approvalTools(d Deps) []Tool {
@@ -45,6 +48,7 @@ func approvalTools(d Deps) []Tool {
 		v := approvalView{
 			ID: a.ID, Tool: a.Tool, State: a.State, Args: a.Args, Reason: a.Reason, Rules: a.Rules,
 			CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, DecidedBy: a.DeciderName, Comment: a.Comment, Outcome: a.Outcome,
+			Pinned: a.Pins,
 		}
 		if d.ApprovalURL != nil {
 			v.URL = d.ApprovalURL(a.ID)
@@ -58,6 +62,8 @@ func approvalTools(d Deps) []Tool {
 			v.Next = "done: the call ran; tell the user the outcome"
 		case store.ApprovalRejected:
 			v.Next = "rejected: do not retry; tell the user, with the comment"
+		case store.ApprovalFailed:
+			v.Next = "failed: the outcome says why; tell the user, and ask again only if the call is still what they want"
 		default:
 			v.Next = "closed without running; ask the user before trying again"
 		}

@@ -58,6 +58,8 @@ type compiled struct {
 	query *audience.Query
 	model store.Model
 	canon json.RawMessage
+	// pins are the models and audiences the definition is built on.
+	pins []store.ApprovalPin
 }
 
 // rawInputSchema sets a hand-built input schema. mcp.WithRawInputSchema
@@ -105,6 +107,7 @@ func audienceTools(d Deps) []Tool {
 				mcp.WithInputSchema[listAudiencesArgs]())...),
 			Permission: "audiences.read",
 			Resource:   "audience",
+			Resolve:    resolveListAudiences(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args listAudiencesArgs
 				if err := decode(raw, &args); err != nil {
@@ -141,6 +144,7 @@ func audienceTools(d Deps) []Tool {
 				mcp.WithInputSchema[audienceArgs]())...),
 			Permission: "audiences.read",
 			Resource:   "audience",
+			Resolve:    resolveAudience(d, false),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				a, err := loadAudience(ctx, d, call, raw)
 				if err != nil {
@@ -160,6 +164,7 @@ func audienceTools(d Deps) []Tool {
 				})))...),
 			Permission: "audiences.read",
 			Resource:   "audience",
+			Resolve:    resolvePreviewAudience(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args previewAudienceArgs
 				if err := decode(raw, &args); err != nil {
@@ -207,6 +212,7 @@ func audienceTools(d Deps) []Tool {
 			Permission: "audiences.create",
 			Resource:   "audience",
 			Write:      true,
+			Resolve:    resolveCreateAudience(d),
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				var args createAudienceArgs
 				if err := decode(raw, &args); err != nil {
@@ -268,6 +274,7 @@ func audienceTools(d Deps) []Tool {
 			Permission: "audiences.update",
 			Resource:   "audience",
 			Write:      true,
+			Resolve:    resolveUpdateAudience(d),
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				var args updateAudienceArgs
 				if err := decode(raw, &args); err != nil {
@@ -322,6 +329,7 @@ func audienceTools(d Deps) []Tool {
 			Permission: "audiences.delete",
 			Resource:   "audience",
 			Write:      true,
+			Resolve:    resolveAudience(d, true),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				a, err := loadAudience(ctx, d, call, raw)
 				if err != nil {
@@ -390,10 +398,11 @@ func compileDefinition(ctx context.Context, d Deps, call *Call, def *audience.De
 	if err != nil {
 		return nil, fmt.Errorf("load models: %w", err)
 	}
-	if err := audience.Validate(def, snap); err != nil {
+	cat := &recorder{Snapshot: snap}
+	if err := audience.Validate(def, cat); err != nil {
 		return nil, definitionError(err)
 	}
-	q, err := audience.Compile(def, snap, audience.Options{Dialect: d.Warehouse.Dialect(), Now: time.Now(), AudienceID: audienceID})
+	q, err := audience.Compile(def, cat, audience.Options{Dialect: d.Warehouse.Dialect(), Now: time.Now(), AudienceID: audienceID})
 	if err != nil {
 		return nil, definitionError(err)
 	}
@@ -401,7 +410,7 @@ func compileDefinition(ctx context.Context, d Deps, call *Call, def *audience.De
 	if err != nil {
 		return nil, fmt.Errorf("encode definition: %w", err)
 	}
-	return &compiled{def: def, query: q, model: q.Model(), canon: canon}, nil
+	return &compiled{def: def, query: q, model: q.Model(), canon: canon, pins: cat.pinned()}, nil
 }
 
 // definitionError turns a rejected definition into an error for the model.

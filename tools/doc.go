@@ -28,6 +28,15 @@
 // the model, or give a new source to a model synced audiences are over,
 // is refused already in its facts, so it is never queued for a human.
 //
+// A tool whose arguments name models or audiences has a Resolve hook
+// (resolve.go): before the gate queues a call for a human, and again before
+// an approved call runs, it loads what the arguments name, refuses what the
+// handler would refuse for a missing or blocked object, rewrites every
+// model and audience reference to its id (what the approval pins and
+// runs), and lists the objects the call touches with their versions (an
+// audience definition's models and included audiences are recorded as
+// validation and compilation look them up).
+//
 // tools may import store, guardrails and mcp-go's mcp package; it never
 // imports server or a database driver.
 package tools

@@ -129,6 +129,7 @@ func modelTools(d Deps) []Tool {
 				mcp.WithInputSchema[modelArgs]())...),
 			Permission: "models.read",
 			Resource:   "model",
+			Resolve:    resolveModel(d, func() modelReferrer { return &modelArgs{} }, false),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				m, err := loadModel(ctx, d, call, raw, &modelArgs{})
 				if err != nil {
@@ -144,6 +145,7 @@ func modelTools(d Deps) []Tool {
 				mcp.WithInputSchema[previewModelArgs]())...),
 			Permission: "models.read",
 			Resource:   "model",
+			Resolve:    resolveModel(d, func() modelReferrer { return &previewModelArgs{} }, false),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args previewModelArgs
 				m, err := loadModel(ctx, d, call, raw, &args)
@@ -173,6 +175,7 @@ func modelTools(d Deps) []Tool {
 			Permission: "models.create",
 			Resource:   "model",
 			Write:      true,
+			Resolve:    resolveCreateModel(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args createModelArgs
 				if err := decode(raw, &args); err != nil {
@@ -193,6 +196,7 @@ func modelTools(d Deps) []Tool {
 			Permission: "models.update",
 			Resource:   "model",
 			Write:      true,
+			Resolve:    resolveUpdateModel(d),
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				return updateModelFacts(ctx, d, call, raw)
 			},
@@ -213,6 +217,7 @@ func modelTools(d Deps) []Tool {
 			Permission: "models.delete",
 			Resource:   "model",
 			Write:      true,
+			Resolve:    resolveModel(d, func() modelReferrer { return &modelArgs{} }, true),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				m, err := loadModel(ctx, d, call, raw, &modelArgs{})
 				if err != nil {

@@ -34,6 +34,26 @@ type Tool struct {
 	// (estimated audience size, destination environment, ...) before it
 	// runs. It must not change anything: check_action calls it too.
 	Facts FactsFunc
+	// Resolve, when set, finds the objects the call names and checks that
+	// the call can run, before the gate queues it for a human: a call it
+	// refuses (an unknown id, a delete that dependents block) is never
+	// queued. Every tool whose arguments name models or audiences has one.
+	// The gate calls it again with the pinned arguments before an approved
+	// call runs. It must not change anything.
+	Resolve ResolveFunc
+}
+
+// ResolveFunc resolves the objects a call names, with the caller's view of
+// the workspace. A *Error says why the call cannot run; any other error is
+// internal.
+type ResolveFunc func(ctx context.Context, call *Call, args json.RawMessage) (Resolved, error)
+
+// Resolved is what a ResolveFunc found: the arguments with every object
+// named by its id instead of its name (what an approval pins and runs), and
+// every object the call touches as it is now.
+type Resolved struct {
+	Args json.RawMessage
+	Pins []store.ApprovalPin
 }
 
 // FactsFunc computes the guardrail facts of a call from its arguments, with

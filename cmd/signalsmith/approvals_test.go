@@ -80,8 +80,14 @@ func TestApprovalsCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := approvals.NewQueue(db, rbac, 0).Request(ctx, p, store.SourceAI, "preview_model", json.RawMessage(`{"model":"customers","limit":3}`),
-		guardrails.Decision{Effect: guardrails.EffectRequireApproval, Rules: []string{"ai-delete"}, Reason: "test", PolicyVersion: "v"}, nil)
+	customers, err := db.GetModel(ctx, ws.ID, "customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An approval names its objects by id and pins their versions.
+	a, err := approvals.NewQueue(db, rbac, 0).Request(ctx, p, store.SourceAI, "preview_model", json.RawMessage(`{"model":"`+customers.ID+`","limit":3}`),
+		guardrails.Decision{Effect: guardrails.EffectRequireApproval, Rules: []string{"ai-delete"}, Reason: "test", PolicyVersion: "v"}, nil,
+		store.ApprovalPin{Type: "model", ID: customers.ID, Name: customers.Name, Version: customers.Version})
 	if err != nil {
 		t.Fatal(err)
 	}

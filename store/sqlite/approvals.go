@@ -24,10 +24,11 @@ var approvalMoves = map[string][]string{
 
 const approvalColumns = `id, workspace_id, state, tool, args, args_hash, requester_id, requester_name, requester_kind,
 	requester_owner_id, key_prefix, source, policy_version, rules, reason, facts, created_at, expires_at,
-	decider_id, decider_name, decided_at, comment, outcome, updated_at, done_at`
+	decider_id, decider_name, decided_at, comment, outcome, updated_at, done_at, pins`
 
-// CreateApproval stores a new pending approval. It checks that ArgsHash is
-// the SHA-256 of Args, so what a human approves is what runs.
+// CreateApproval stores a new pending approval with its pins. It checks
+// that ArgsHash is the SHA-256 of Args, so what a human approves is what
+// runs, and that every pin names an object and its version.
 func (d *DB) CreateApproval(ctx context.Context, a store.Approval) (store.Approval, error) {
 	const op = "create approval"
 	switch {
@@ -65,15 +66,27 @@ func (d *DB) CreateApproval(ctx context.Context, a store.Approval) (store.Approv
 	if err != nil || a.Facts == nil {
 		facts = []byte("{}")
 	}
+	if a.Pins == nil {
+		a.Pins = []store.ApprovalPin{}
+	}
+	for _, p := range a.Pins {
+		if p.Type == "" || p.ID == "" || p.Version < 1 {
+			return store.Approval{}, invalid(op, "pins", "need a type, an id and a version")
+		}
+	}
+	pins, err := json.Marshal(a.Pins)
+	if err != nil {
+		return store.Approval{}, fmt.Errorf("%s: %w", op, err)
+	}
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
 		if err := checkWorkspace(ctx, tx, op, a.WorkspaceID); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO approvals (`+approvalColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', NULL, '', '', ?, NULL)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', NULL, '', '', ?, NULL, ?)`,
 			a.ID, a.WorkspaceID, a.State, a.Tool, string(a.Args), a.ArgsHash, a.RequesterID, a.RequesterName, a.RequesterKind,
 			a.RequesterOwnerID, a.KeyPrefix, a.Source, a.PolicyVersion, string(rules), a.Reason, string(facts),
-			a.CreatedAt.UTC(), a.ExpiresAt.UTC(), a.UpdatedAt.UTC())
+			a.CreatedAt.UTC(), a.ExpiresAt.UTC(), a.UpdatedAt.UTC(), string(pins))
 		return created(op, a.ID, err)
 	})
 	if err != nil {
@@ -183,11 +196,11 @@ func (d *DB) TransitionApproval(ctx context.Context, workspaceID, id string, c s
 
 func scanApproval(s interface{ Scan(...any) error }) (store.Approval, error) {
 	var a store.Approval
-	var args, rules, facts string
+	var args, rules, facts, pins string
 	var decided, done sql.NullTime
 	err := s.Scan(&a.ID, &a.WorkspaceID, &a.State, &a.Tool, &args, &a.ArgsHash, &a.RequesterID, &a.RequesterName, &a.RequesterKind,
 		&a.RequesterOwnerID, &a.KeyPrefix, &a.Source, &a.PolicyVersion, &rules, &a.Reason, &facts, &a.CreatedAt, &a.ExpiresAt,
-		&a.DeciderID, &a.DeciderName, &decided, &a.Comment, &a.Outcome, &a.UpdatedAt, &done)
+		&a.DeciderID, &a.DeciderName, &decided, &a.Comment, &a.Outcome, &a.UpdatedAt, &done, &pins)
 	if err != nil {
 		return store.Approval{}, err
 	}
@@ -197,6 +210,9 @@ func scanApproval(s interface{ Scan(...any) error }) (store.Approval, error) {
 	}
 	if err := json.Unmarshal([]byte(facts), &a.Facts); err != nil {
 		return store.Approval{}, fmt.Errorf("approval %s facts: %w", a.ID, err)
+	}
+	if err := json.Unmarshal([]byte(pins), &a.Pins); err != nil {
+		return store.Approval{}, fmt.Errorf("approval %s pins: %w", a.ID, err)
 	}
 	a.DecidedAt, a.DoneAt = timePtr(decided), timePtr(done)
 	return a, nil

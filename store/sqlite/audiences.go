@@ -65,37 +65,10 @@ func (d *DB) DeleteAudience(ctx context.Context, workspaceID, id string) error {
 		if err != nil {
 			return notFound(op, id, err)
 		}
-		var deps []store.Dependent
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM syncs WHERE workspace_id = ? AND audience_id = ? ORDER BY id`, workspaceID, id)
+		deps, err := audienceDependents(ctx, tx, workspaceID, id)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", op, id, err)
 		}
-		for rows.Next() {
-			var sid string
-			if err := rows.Scan(&sid); err != nil {
-				rows.Close()
-				return fmt.Errorf("%s %s: %w", op, id, err)
-			}
-			deps = append(deps, store.Dependent{Type: "sync", ID: sid, Name: sid, Why: "sync of the audience"})
-		}
-		rows.Close()
-		// Ids are unique random strings, so a quoted id inside another
-		// definition is a reference to this audience.
-		rows, err = tx.QueryContext(ctx, `SELECT id, name FROM audiences WHERE workspace_id = ? AND id <> ? AND instr(definition, ?) > 0 ORDER BY id`,
-			workspaceID, id, `"`+id+`"`)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", op, id, err)
-		}
-		for rows.Next() {
-			var dep store.Dependent
-			if err := rows.Scan(&dep.ID, &dep.Name); err != nil {
-				rows.Close()
-				return fmt.Errorf("%s %s: %w", op, id, err)
-			}
-			dep.Type, dep.Why = "audience", "includes or excludes it"
-			deps = append(deps, dep)
-		}
-		rows.Close()
 		if len(deps) > 0 {
 			return &store.InUseError{Object: "audience " + cur.Name, Dependents: deps}
 		}
@@ -104,4 +77,61 @@ func (d *DB) DeleteAudience(ctx context.Context, workspaceID, id string) error {
 		}
 		return nil
 	})
+}
+
+// AudienceDependents lists what DeleteAudience would name as keeping the
+// audience from being deleted, in a read-only transaction. It returns
+// ErrNotFound for an audience the workspace lacks.
+func (d *DB) AudienceDependents(ctx context.Context, workspaceID, id string) ([]store.Dependent, error) {
+	const op = "audience dependents"
+	tx, err := d.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, id, err)
+	}
+	defer tx.Rollback()
+	if _, err := scanAudience(tx.QueryRowContext(ctx, `SELECT `+audienceColumns+` WHERE workspace_id = ? AND id = ?`, workspaceID, id)); err != nil {
+		return nil, notFound(op, id, err)
+	}
+	deps, err := audienceDependents(ctx, tx, workspaceID, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, id, err)
+	}
+	return deps, nil
+}
+
+// audienceDependents lists the syncs that send the audience and the other
+// audiences that include or exclude it.
+func audienceDependents(ctx context.Context, tx *sql.Tx, workspaceID, id string) ([]store.Dependent, error) {
+	var deps []store.Dependent
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM syncs WHERE workspace_id = ? AND audience_id = ? ORDER BY id`, workspaceID, id)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var sid string
+		if err := rows.Scan(&sid); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		deps = append(deps, store.Dependent{Type: "sync", ID: sid, Name: sid, Why: "sync of the audience"})
+	}
+	rows.Close()
+	// Ids are unique random strings, so a quoted id inside another
+	// definition is a reference to this audience.
+	rows, err = tx.QueryContext(ctx, `SELECT id, name FROM audiences WHERE workspace_id = ? AND id <> ? AND instr(definition, ?) > 0 ORDER BY id`,
+		workspaceID, id, `"`+id+`"`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var dep store.Dependent
+		if err := rows.Scan(&dep.ID, &dep.Name); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		dep.Type, dep.Why = "audience", "includes or excludes it"
+		deps = append(deps, dep)
+	}
+	rows.Close()
+	return deps, nil
 }

@@ -175,8 +175,8 @@ func validateModel(op string, m *store.Model) error {
 	return nil
 }
 
-// CreateModel stores a new model, assigning its id and timestamps when
-// empty. It returns ErrInvalid for a missing or bad field (a name, exactly
+// CreateModel stores a new model at version 1, assigning its id and
+// timestamps when empty. It returns ErrInvalid for a missing or bad field (a name, exactly
 // one of table and sql, columns with unique names and known PII levels, a
 // primary key among them, complete relationships), ErrConflict for a name or
 // id already taken and ErrNotFound for an unknown workspace.
@@ -189,6 +189,7 @@ func (d *DB) CreateModel(ctx context.Context, m store.Model) (store.Model, error
 		return store.Model{}, err
 	}
 	stamp(&m.CreatedAt, &m.UpdatedAt)
+	m.Version = 1
 	cols, rels, err := encodeModel(op, m)
 	if err != nil {
 		return store.Model{}, err
@@ -200,9 +201,9 @@ func (d *DB) CreateModel(ctx context.Context, m store.Model) (store.Model, error
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO models (id, workspace_id, name, description, table_name, sql, primary_key,
-			columns, relationships, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			columns, relationships, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.ID, m.WorkspaceID, m.Name, m.Description, m.Table, m.SQL, m.PrimaryKey, string(cols), string(rels),
-			m.CreatedAt, m.UpdatedAt)
+			m.CreatedAt, m.UpdatedAt, m.Version)
 		return created(op, m.Name, err)
 	})
 	if err != nil {
@@ -228,13 +229,13 @@ func (d *DB) applyPII(ctx context.Context, models ...*store.Model) error {
 }
 
 const modelColumns = `id, workspace_id, name, description, table_name, sql, primary_key, columns, relationships,
-	created_at, updated_at FROM models`
+	created_at, updated_at, version FROM models`
 
 func scanModel(s interface{ Scan(...any) error }) (store.Model, error) {
 	var m store.Model
 	var cols, rels string
 	if err := s.Scan(&m.ID, &m.WorkspaceID, &m.Name, &m.Description, &m.Table, &m.SQL, &m.PrimaryKey, &cols, &rels,
-		&m.CreatedAt, &m.UpdatedAt); err != nil {
+		&m.CreatedAt, &m.UpdatedAt, &m.Version); err != nil {
 		return store.Model{}, err
 	}
 	var stored []storedColumn

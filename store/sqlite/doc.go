@@ -31,6 +31,11 @@
 //   - EnsureWorkspace deletes a built-in role a release no longer has, unless
 //     members still hold it: then it stays as a custom role, so nobody loses
 //     access silently and an admin can reassign them.
+//   - A model's version is 1 when created and one more after every update,
+//     written in the update's transaction (migration 0013); an approval's
+//     pins are a JSON array beside its arguments. ModelDependents and
+//     AudienceDependents read, in one read-only transaction, what
+//     DeleteModel and DeleteAudience would refuse over.
 //   - Audit with an empty workspace returns the events of every workspace
 //     (and of refused calls, which have none): for the operator's command
 //     line only.

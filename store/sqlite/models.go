@@ -11,8 +11,9 @@ import (
 )
 
 // UpdateModel replaces the model with id m.ID (name, description, table or
-// sql, primary key, columns, relationships), keeping its creation time and
-// setting its update time to now, in one transaction. It
+// sql, primary key, columns, relationships), keeping its creation time,
+// setting its update time to now and its version to one more than the
+// stored one, in one transaction. It
 // returns ErrInvalid for a bad field (as CreateModel), ErrNotFound for a
 // model the workspace lacks, ErrConflict for a name another model has, and
 // an *store.InUseError when relationships of other models name this model
@@ -37,7 +38,7 @@ func (d *DB) UpdateModel(ctx context.Context, m store.Model) (store.Model, error
 		if err != nil {
 			return notFound(op, m.ID, err)
 		}
-		m.CreatedAt = cur.CreatedAt
+		m.CreatedAt, m.Version = cur.CreatedAt, cur.Version+1
 		refs, err := modelReferences(ctx, tx, cur)
 		if err != nil {
 			return fmt.Errorf("%s %q: %w", op, m.Name, err)
@@ -61,8 +62,8 @@ func (d *DB) UpdateModel(ctx context.Context, m store.Model) (store.Model, error
 			return &store.InUseError{Object: "model " + cur.Name, Dependents: broken}
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE models SET name = ?, description = ?, table_name = ?, sql = ?, primary_key = ?,
-			columns = ?, relationships = ?, updated_at = ? WHERE workspace_id = ? AND id = ?`,
-			m.Name, m.Description, m.Table, m.SQL, m.PrimaryKey, string(cols), string(rels), m.UpdatedAt,
+			columns = ?, relationships = ?, updated_at = ?, version = ? WHERE workspace_id = ? AND id = ?`,
+			m.Name, m.Description, m.Table, m.SQL, m.PrimaryKey, string(cols), string(rels), m.UpdatedAt, m.Version,
 			m.WorkspaceID, m.ID)
 		return created(op, m.Name, err)
 	})
@@ -96,6 +97,27 @@ func (d *DB) DeleteModel(ctx context.Context, workspaceID, id string) error {
 		}
 		return nil
 	})
+}
+
+// ModelDependents lists what DeleteModel would name as keeping the model
+// from being deleted, in a read-only transaction so the lists agree with
+// each other. It returns ErrNotFound for a model the workspace lacks.
+func (d *DB) ModelDependents(ctx context.Context, workspaceID, id string) ([]store.Dependent, error) {
+	const op = "model dependents"
+	tx, err := d.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", op, id, err)
+	}
+	defer tx.Rollback()
+	m, err := scanModel(tx.QueryRowContext(ctx, `SELECT `+modelColumns+` WHERE workspace_id = ? AND id = ?`, workspaceID, id))
+	if err != nil {
+		return nil, notFound(op, id, err)
+	}
+	deps, err := modelDependents(ctx, tx, m)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", op, m.Name, err)
+	}
+	return deps, nil
 }
 
 // modelDependents lists what depends on m: audiences over it, the syncs of

@@ -114,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 		engine:      cfg.Policies,
 		queue:       cfg.Approvals,
 		store:       cfg.Store,
+		log:         log,
 		approvalURL: approvalURL,
 	}
 

@@ -1,0 +1,262 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/signalsmith/agent-server/server"
+	"github.com/signalsmith/agent-server/store"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Limits: every budget holds against the agent it limits. Writes are
+// counted per key and per human across their keys, only when a call goes
+// on to run or to be queued; warehouse queries are capped per key and per
+// human and queued fairly; preview answers are bounded; and an audience's
+// inclusions stop expanding at a bound.
+
+// tightBudget allows two writes an hour per key and three per human.
+const tightBudget = `policies:
+  - id: no-forbidden-models
+    type: deny
+    resources: [model]
+    operations: [create]
+    sources: [AI]
+    condition: has(args.name) && args.name.startsWith("forbidden")
+    message: models named forbidden are not for agents
+  - id: key-writes
+    type: rate_limit
+    resources: ["*"]
+    operations: [create, update, delete, trigger]
+    sources: [AI]
+    limit: 2
+    window: 1h
+    scope: key
+    message: two writes an hour per key
+  - id: human-writes
+    type: rate_limit
+    resources: ["*"]
+    operations: [create, update, delete, trigger]
+    sources: [AI]
+    limit: 3
+    window: 1h
+    scope: human
+    message: three writes an hour per human
+`
+
+// agentOf creates an agent key acting for the user owner, creating the
+// owner (a user with role member) the first time, and returns the full key.
+func (e *env) agentOf(t *testing.T, agent, owner string) string {
+	t.Helper()
+	ctx := context.Background()
+	e.mu.Lock()
+	if e.humans == nil {
+		e.humans = map[string]bool{}
+	}
+	known := e.humans[owner]
+	e.humans[owner] = true
+	e.mu.Unlock()
+	if !known {
+		e.key(t, owner, "member", store.KindUser, nil)
+	}
+	full, prefix, hash, err := server.NewKeySecret(bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.CreateKey(ctx, store.NewKey{WorkspaceID: e.ws.ID, MemberName: agent, Kind: store.KindAgent, Role: "member",
+		OwnerName: owner, Name: agent, Prefix: prefix, Hash: hash}); err != nil {
+		t.Fatalf("create agent key: %v", err)
+	}
+	e.mu.Lock()
+	e.keys = append(e.keys, full)
+	e.mu.Unlock()
+	return full
+}
+
+// createModel makes one write: a table model named name.
+func createModel(t *testing.T, c *client.Client, name string) (ok bool, msg string) {
+	t.Helper()
+	res := call(t, c, "create_model", map[string]any{
+		"name": name, "table": "analytics.orders", "primary_key": "order_id",
+		"columns": []map[string]any{{"name": "order_id", "pii": "none"}},
+	})
+	return !res.IsError, text(res)
+}
+
+func TestBudgetsWriteLimitIsPerHuman(t *testing.T) {
+	t.Parallel()
+	t.Run("shipped defaults: two agent keys of one human share 30 writes an hour", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		a1 := e.client(t, e.agentOf(t, "hanas-bot-1", "hana"))
+		a2 := e.client(t, e.agentOf(t, "hanas-bot-2", "hana"))
+		other := e.client(t, e.agentOf(t, "ivos-bot", "ivo"))
+		for i := range 30 {
+			c := a1
+			if i%2 == 1 {
+				c = a2
+			}
+			if ok, msg := createModel(t, c, fmt.Sprintf("m_%d", i)); !ok {
+				t.Fatalf("write %d: %s", i+1, msg)
+			}
+		}
+		for i, c := range []*client.Client{a1, a2} {
+			ok, msg := createModel(t, c, fmt.Sprintf("one_more_%d", i))
+			if ok || !strings.Contains(msg, "Rate limited (ai-write-rate-human)") {
+				t.Errorf("31st write of the human: ok=%v %q", ok, msg)
+			}
+		}
+		if ok, msg := createModel(t, other, "ivos_model"); !ok {
+			t.Errorf("another human's agent was limited too: %s", msg)
+		}
+	})
+	t.Run("per key and per human: both buckets must have room", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, withPolicies(t, tightBudget))
+		a1 := e.client(t, e.agentOf(t, "bot-1", "hana"))
+		a2 := e.client(t, e.agentOf(t, "bot-2", "hana"))
+		for i := range 2 {
+			if ok, msg := createModel(t, a1, fmt.Sprintf("a1_%d", i)); !ok {
+				t.Fatalf("key 1 write %d: %s", i+1, msg)
+			}
+		}
+		if ok, msg := createModel(t, a1, "a1_2"); ok || !strings.Contains(msg, "key-writes") || strings.Contains(msg, "human-writes") {
+			t.Errorf("third write of key 1: ok=%v %q", ok, msg)
+		}
+		if ok, msg := createModel(t, a2, "a2_0"); !ok {
+			t.Fatalf("key 2's first write: %s", msg)
+		}
+		if ok, msg := createModel(t, a2, "a2_1"); ok || !strings.Contains(msg, "human-writes") {
+			t.Errorf("the human's fourth write, through key 2: ok=%v %q", ok, msg)
+		}
+	})
+	t.Run("a user's own keys share the user's budget", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, withPolicies(t, tightBudget))
+		k1, _ := e.key(t, "uma", "member", store.KindUser, nil)
+		k2, _ := e.key(t, "uma", "member", store.KindUser, nil)
+		u1, u2 := e.client(t, k1), e.client(t, k2)
+		for i, c := range []*client.Client{u1, u1, u2} {
+			if ok, msg := createModel(t, c, fmt.Sprintf("u_%d", i)); !ok {
+				t.Fatalf("write %d: %s", i+1, msg)
+			}
+		}
+		if ok, msg := createModel(t, u2, "u_3"); ok || !strings.Contains(msg, "human-writes") {
+			t.Errorf("fourth write of the user: ok=%v %q", ok, msg)
+		}
+	})
+}
+
+func TestBudgetsRefusedWritesDoNotConsume(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		refused func(t *testing.T, c *client.Client) (ok bool, msg string)
+	}{
+		{"denied by another rule", func(t *testing.T, c *client.Client) (bool, string) {
+			return createModel(t, c, "forbidden_model")
+		}},
+		{"bad argument", func(t *testing.T, c *client.Client) (bool, string) {
+			res := call(t, c, "create_model", map[string]any{"name": "no_source", "primary_key": "order_id"})
+			return !res.IsError, text(res)
+		}},
+		{"SQL the warehouse refuses", func(t *testing.T, c *client.Client) (bool, string) {
+			res := call(t, c, "create_model", map[string]any{"name": "bad_sql", "sql": "SELECT * FROM nowhere", "primary_key": "id"})
+			return !res.IsError, text(res)
+		}},
+		{"name taken", func(t *testing.T, c *client.Client) (bool, string) {
+			return createModel(t, c, "customers")
+		}},
+		{"unknown model", func(t *testing.T, c *client.Client) (bool, string) {
+			res := call(t, c, "update_model", map[string]any{"model": "mdl_nope", "description": "x"})
+			return !res.IsError, text(res)
+		}},
+		{"invalid audience", func(t *testing.T, c *client.Client) (bool, string) {
+			res := call(t, c, "create_audience", map[string]any{"name": "bad", "definition": map[string]any{
+				"model": "customers", "conditions": map[string]any{"column": "stat", "operator": "is_null"}}})
+			return !res.IsError, text(res)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, withPolicies(t, tightBudget))
+			c := e.client(t, e.agentOf(t, "bot", "hana"))
+			for i := range 3 {
+				if ok, msg := tt.refused(t, c); ok || strings.Contains(msg, "Rate limited") {
+					t.Fatalf("refused write %d: ok=%v %q", i+1, ok, msg)
+				}
+			}
+			// The key's two writes are all still there, and then used up.
+			for i := range 2 {
+				if ok, msg := createModel(t, c, fmt.Sprintf("after_%d", i)); !ok {
+					t.Fatalf("write %d after refused ones: %s", i+1, msg)
+				}
+			}
+			if ok, msg := createModel(t, c, "after_2"); ok || !strings.Contains(msg, "Rate limited (key-writes)") {
+				t.Errorf("third write: ok=%v %q", ok, msg)
+			}
+		})
+	}
+	t.Run("calls racing for the last writes", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, withPolicies(t, tightBudget))
+		clients := []*client.Client{
+			e.client(t, e.agentOf(t, "bot-1", "hana")),
+			e.client(t, e.agentOf(t, "bot-2", "hana")),
+			e.client(t, e.agentOf(t, "bot-3", "hana")),
+		}
+		var mu sync.Mutex
+		made, limited := 0, 0
+		var wg sync.WaitGroup
+		for i := range 12 {
+			wg.Go(func() {
+				c := clients[i%len(clients)]
+				// Every other call is refused by the warehouse: it must not
+				// take a write from the ones that run.
+				name, sql := fmt.Sprintf("race_%d", i), "SELECT order_id FROM orders"
+				if i%2 == 1 {
+					sql = "SELECT order_id FROM nowhere"
+				}
+				res, err := tryCall(c, "create_model", map[string]any{"name": name, "sql": sql, "primary_key": "order_id"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case !res.IsError:
+					made++
+				case strings.Contains(text(res), "Rate limited"):
+					limited++
+				}
+			})
+		}
+		wg.Wait()
+		if made > 3 || made+limited > 12 {
+			t.Fatalf("%d models were created by one human's agents racing for three writes (%d rate limited)", made, limited)
+		}
+		// Whatever the refused calls held for a moment is back: the human
+		// has exactly the writes the race did not use.
+		fresh := []*client.Client{e.client(t, e.agentOf(t, "bot-4", "hana")), e.client(t, e.agentOf(t, "bot-5", "hana"))}
+		left := 0
+		for i := range 4 {
+			ok, msg := createModel(t, fresh[i%2], fmt.Sprintf("after_race_%d", i))
+			if !ok {
+				if !strings.Contains(msg, "Rate limited (human-writes)") {
+					t.Fatalf("write after the race: %s", msg)
+				}
+				break
+			}
+			left++
+		}
+		if made+left != 3 {
+			t.Errorf("the race made %d models and left %d writes, want 3 in all", made, left)
+		}
+	})
+}

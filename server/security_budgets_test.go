@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -259,4 +260,97 @@ func TestBudgetsRefusedWritesDoNotConsume(t *testing.T) {
 			t.Errorf("the race made %d models and left %d writes, want 3 in all", made, left)
 		}
 	})
+}
+
+// preview is what preview_model and preview_audience answer, in the parts
+// the size cap touches.
+type preview struct {
+	Rows      []map[string]any `json:"rows"`
+	Sample    []map[string]any `json:"sample"`
+	RowCount  int              `json:"row_count"`
+	Truncated bool             `json:"truncated"`
+	ValuesCut int              `json:"values_cut"`
+}
+
+func TestBudgetsPreviewAnswersAreCapped(t *testing.T) {
+	t.Parallel()
+	e := setup(t, withPolicies(t, allowAll))
+	c := e.client(t, e.agentOf(t, "bot", "hana"))
+	// Values the agent's own SQL makes as large as it likes.
+	models := map[string]string{
+		"huge_values": "SELECT customer_id, printf('%.*c', 300000, 'x') AS big FROM customers",
+		"wide_rows": "SELECT customer_id, printf('%.*c', 3000, 'a') AS a, printf('%.*c', 3000, 'b') AS b, printf('%.*c', 3000, 'c') AS c, " +
+			"printf('%.*c', 3000, 'd') AS d, printf('%.*c', 3000, 'e') AS e FROM customers",
+	}
+	for name, sql := range models {
+		cols := []map[string]any{{"name": "customer_id", "pii": "none"}}
+		for _, col := range []string{"big", "a", "b", "c", "d", "e"} {
+			cols = append(cols, map[string]any{"name": col, "pii": "none"})
+		}
+		if strings.Contains(sql, " AS big ") {
+			cols = cols[:2]
+		} else {
+			cols = append(cols[:1], cols[2:]...)
+		}
+		res := call(t, c, "create_model", map[string]any{"name": name, "sql": sql, "primary_key": "customer_id", "columns": cols})
+		if res.IsError {
+			t.Fatalf("create_model %s: %s", name, text(res))
+		}
+	}
+	const cap = 1 << 20
+	tests := []struct {
+		name      string
+		tool      string
+		args      map[string]any
+		wantRows  func(n int) bool
+		truncated bool
+		valuesCut bool
+	}{
+		{"huge values are cut", "preview_model", map[string]any{"model": "huge_values", "limit": 100},
+			func(n int) bool { return n > 0 }, true, true},
+		{"rows past the cap are dropped", "preview_model", map[string]any{"model": "wide_rows", "limit": 100},
+			func(n int) bool { return n > 0 && n < 100 }, true, false},
+		{"an audience sample of huge values", "preview_audience", map[string]any{"definition": map[string]any{
+			"model": "huge_values", "conditions": map[string]any{"all": []any{}}}, "limit": 100},
+			func(n int) bool { return n > 0 }, true, true},
+		{"an audience sample of wide rows", "preview_audience", map[string]any{"definition": map[string]any{
+			"model": "wide_rows", "conditions": map[string]any{"all": []any{}}}, "limit": 100},
+			func(n int) bool { return n > 0 && n < 100 }, true, false},
+		{"an ordinary preview is whole", "preview_model", map[string]any{"model": "customers", "limit": 50},
+			func(n int) bool { return n == 50 }, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := call(t, c, tt.tool, tt.args)
+			var p preview
+			structured(t, res, &p)
+			rows := p.Rows
+			if tt.tool == "preview_audience" {
+				rows = p.Sample
+			}
+			encoded, err := json.Marshal(rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(encoded) > cap {
+				t.Errorf("the rows of the answer are %d bytes, over the cap of %d", len(encoded), cap)
+			}
+			if !tt.wantRows(len(rows)) {
+				t.Errorf("%d rows", len(rows))
+			}
+			if p.Truncated != tt.truncated || (p.ValuesCut > 0) != tt.valuesCut {
+				t.Errorf("truncated=%v values_cut=%d, want truncated=%v and values cut: %v", p.Truncated, p.ValuesCut, tt.truncated, tt.valuesCut)
+			}
+			for _, r := range rows {
+				for col, v := range r {
+					if s, ok := v.(string); ok && len(s) > 4<<10+len("…") {
+						t.Fatalf("value of %s is %d bytes", col, len(s))
+					}
+				}
+			}
+			if tt.truncated && !strings.Contains(text(res), "cut") {
+				t.Errorf("the text does not say the answer was cut: %q", text(res))
+			}
+		})
+	}
 }

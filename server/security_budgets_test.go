@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/signalsmith/agent-server/server"
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/tools"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -53,22 +57,23 @@ const tightBudget = `policies:
 // owner (a user with role member) the first time, and returns the full key.
 func (e *env) agentOf(t *testing.T, agent, owner string) string {
 	t.Helper()
-	ctx := context.Background()
 	e.mu.Lock()
 	if e.humans == nil {
-		e.humans = map[string]bool{}
+		e.humans = map[string]string{}
 	}
-	known := e.humans[owner]
-	e.humans[owner] = true
+	_, known := e.humans[owner]
 	e.mu.Unlock()
 	if !known {
-		e.key(t, owner, "member", store.KindUser, nil)
+		_, k := e.key(t, owner, "member", store.KindUser, nil)
+		e.mu.Lock()
+		e.humans[owner] = k.MemberID
+		e.mu.Unlock()
 	}
 	full, prefix, hash, err := server.NewKeySecret(bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.db.CreateKey(ctx, store.NewKey{WorkspaceID: e.ws.ID, MemberName: agent, Kind: store.KindAgent, Role: "member",
+	if _, err := e.db.CreateKey(context.Background(), store.NewKey{WorkspaceID: e.ws.ID, MemberName: agent, Kind: store.KindAgent, Role: "member",
 		OwnerName: owner, Name: agent, Prefix: prefix, Hash: hash}); err != nil {
 		t.Fatalf("create agent key: %v", err)
 	}
@@ -76,6 +81,18 @@ func (e *env) agentOf(t *testing.T, agent, owner string) string {
 	e.keys = append(e.keys, full)
 	e.mu.Unlock()
 	return full
+}
+
+// humanID returns the member id of an owner agentOf created.
+func (e *env) humanID(t *testing.T, name string) string {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, ok := e.humans[name]
+	if !ok {
+		t.Fatalf("no human %q", name)
+	}
+	return id
 }
 
 // createModel makes one write: a table model named name.
@@ -353,4 +370,216 @@ func TestBudgetsPreviewAnswersAreCapped(t *testing.T) {
 			}
 		})
 	}
+}
+
+// heldWarehouse holds the queries whose SQL contains heldMarker in the
+// engine until the test frees them, one per value sent on free (or all, by
+// closing it), and records every query the engine runs: whom it runs for,
+// and how many of theirs run at once.
+type heldWarehouse struct {
+	store.Warehouse
+	free chan struct{}
+
+	mu      sync.Mutex
+	entered []string // the human of each query, in the order it reached the engine
+	now     map[string]int
+	most    map[string]int
+}
+
+// heldMarker is in the SQL of the slow model.
+const heldMarker = "'held'"
+
+func newHeldWarehouse(w store.Warehouse) *heldWarehouse {
+	return &heldWarehouse{Warehouse: w, free: make(chan struct{}), now: map[string]int{}, most: map[string]int{}}
+}
+
+func (h *heldWarehouse) Query(ctx context.Context, limits store.QueryLimits, query string, args ...any) (store.Result, error) {
+	h.mu.Lock()
+	h.entered = append(h.entered, limits.Human)
+	for _, who := range []string{"key:" + limits.Key, "human:" + limits.Human, "all"} {
+		h.now[who]++
+		h.most[who] = max(h.most[who], h.now[who])
+	}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		for _, who := range []string{"key:" + limits.Key, "human:" + limits.Human, "all"} {
+			h.now[who]--
+		}
+		h.mu.Unlock()
+	}()
+	if strings.Contains(query, heldMarker) {
+		select {
+		case <-h.free:
+		case <-ctx.Done():
+			return store.Result{}, ctx.Err()
+		}
+	}
+	return h.Warehouse.Query(ctx, limits, query, args...)
+}
+
+// snapshot returns the humans in the order their queries reached the
+// engine, and the most queries that ran at once for who.
+func (h *heldWarehouse) snapshot(who string) ([]string, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.entered), h.most[who]
+}
+
+// waitEntered waits until n queries have reached the engine and returns
+// whom they ran for, in order.
+func (h *heldWarehouse) waitEntered(t *testing.T, n int) []string {
+	t.Helper()
+	for range 2000 {
+		if entered, _ := h.snapshot(""); len(entered) >= n {
+			return entered
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	entered, _ := h.snapshot("")
+	t.Fatalf("%d queries reached the engine, want %d", len(entered), n)
+	return nil
+}
+
+// mostPerKey returns the most queries that ran at once for one key.
+func (h *heldWarehouse) mostPerKey() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	most := 0
+	for who, n := range h.most {
+		if strings.HasPrefix(who, "key:") {
+			most = max(most, n)
+		}
+	}
+	return most
+}
+
+// waitForQueries waits until the server's metrics show running and
+// waiting warehouse queries, failing the test if that never happens.
+func (e *env) waitForQueries(t *testing.T, running, waiting int) {
+	t.Helper()
+	for range 2000 {
+		r, w := e.queryGauges(t)
+		if r == running && w == waiting {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r, w := e.queryGauges(t)
+	t.Fatalf("warehouse queries: %d running and %d waiting, want %d and %d", r, w, running, waiting)
+}
+
+func (e *env) queryGauges(t *testing.T) (running, waiting int) {
+	t.Helper()
+	mfs, err := e.srv.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, waiting = -1, -1
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "signalsmith_warehouse_queries_running":
+			running = int(mf.GetMetric()[0].GetGauge().GetValue())
+		case "signalsmith_warehouse_queries_waiting":
+			waiting = int(mf.GetMetric()[0].GetGauge().GetValue())
+		}
+	}
+	return running, waiting
+}
+
+// slowModel creates the model whose previews the held warehouse holds.
+func slowModel(t *testing.T, c *client.Client) {
+	t.Helper()
+	res := call(t, c, "create_model", map[string]any{"name": "slow", "primary_key": "customer_id",
+		"sql":     "SELECT a.customer_id, " + heldMarker + " AS tag FROM customers a CROSS JOIN customers b",
+		"columns": []map[string]any{{"name": "customer_id", "pii": "none"}, {"name": "tag", "pii": "none"}}})
+	if res.IsError {
+		t.Fatalf("create the slow model: %s", text(res))
+	}
+}
+
+func TestBudgetsWarehouseQueriesAreCappedAndFair(t *testing.T) {
+	t.Parallel()
+	t.Run("one human's flood holds at most its caps; another human's preview runs at once", func(t *testing.T) {
+		t.Parallel()
+		var held *heldWarehouse
+		e := setup(t, withPolicies(t, allowAll), func(c *server.Config) {
+			held = newHeldWarehouse(c.Warehouse)
+			c.Warehouse = held
+			c.QueryConcurrency = tools.Concurrency{PerKey: 2, PerHuman: 3, Total: 4}
+		})
+		a1 := e.client(t, e.agentOf(t, "flood-1", "hana"))
+		a2 := e.client(t, e.agentOf(t, "flood-2", "hana"))
+		b := e.client(t, e.agentOf(t, "ivos-bot", "ivo"))
+		slowModel(t, a1)
+
+		var flood sync.WaitGroup
+		var done atomic.Int32
+		for i := range 8 {
+			c := a1
+			if i%2 == 1 {
+				c = a2
+			}
+			flood.Go(func() {
+				defer done.Add(1)
+				if res := call(t, c, "preview_model", map[string]any{"model": "slow", "limit": 5}); res.IsError {
+					t.Errorf("flooding preview: %s", text(res))
+				}
+			})
+		}
+		e.waitForQueries(t, 3, 5)
+		// Every slow preview still holds or waits: the other human's
+		// preview completes first.
+		if res := call(t, b, "preview_model", map[string]any{"model": "customers", "limit": 5}); res.IsError {
+			t.Fatalf("the other human's preview: %s", text(res))
+		}
+		if n := done.Load(); n != 0 {
+			t.Fatalf("%d slow previews ended before the other human's preview; none may have", n)
+		}
+		close(held.free)
+		flood.Wait()
+		_, most := held.snapshot("human:" + e.humanID(t, "hana"))
+		if most != 3 {
+			t.Errorf("the flooding human ran %d queries at once, want the cap of 3", most)
+		}
+		if most := held.mostPerKey(); most != 2 {
+			t.Errorf("a flooding key ran %d queries at once, want the cap of 2", most)
+		}
+	})
+	t.Run("a freed slot goes to the human with the fewest queries running", func(t *testing.T) {
+		t.Parallel()
+		var held *heldWarehouse
+		e := setup(t, withPolicies(t, allowAll), func(c *server.Config) {
+			held = newHeldWarehouse(c.Warehouse)
+			c.Warehouse = held
+			c.QueryConcurrency = tools.Concurrency{PerKey: 2, PerHuman: 2, Total: 2}
+		})
+		a := e.client(t, e.agentOf(t, "flood", "hana"))
+		b := e.client(t, e.agentOf(t, "ivos-bot", "ivo"))
+		slowModel(t, a)
+		var all sync.WaitGroup
+		preview := func(c *client.Client) {
+			all.Go(func() {
+				if res := call(t, c, "preview_model", map[string]any{"model": "slow", "limit": 5}); res.IsError {
+					t.Errorf("slow preview: %s", text(res))
+				}
+			})
+		}
+		for range 5 {
+			preview(a)
+		}
+		e.waitForQueries(t, 2, 3)
+		preview(b)
+		e.waitForQueries(t, 2, 4)
+		// One of hana's queries ends: the slot goes to ivo, who waited
+		// last but has none running, not to hana's next one.
+		held.free <- struct{}{}
+		e.waitForQueries(t, 2, 3)
+		entered := held.waitEntered(t, 3)
+		if ivo := e.humanID(t, "ivo"); len(entered) != 3 || entered[2] != ivo {
+			t.Errorf("queries reached the engine for %v; the third should be ivo's (%s)", entered, ivo)
+		}
+		close(held.free)
+		all.Wait()
+	})
 }

@@ -60,8 +60,8 @@ type env struct {
 	whDir string
 	// raw is a read-only connection to signalsmith.db for row counts.
 	raw *sql.DB
-	// humans are the owners agentOf has created.
-	humans map[string]bool
+	// humans are the owners agentOf has created: member ids by name.
+	humans map[string]string
 }
 
 // setup starts a server over a fresh data directory; opts adjust its

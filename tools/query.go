@@ -12,10 +12,11 @@ import (
 )
 
 // queryLimits returns the limits of a warehouse query run for the caller:
-// the server's timeout and row cap, and the caller's access filters, read
-// from the store for this call. Every tool that queries the warehouse for a
-// caller must use it. An error means the filters are unknown: the query
-// must not run (fail closed).
+// the server's timeout and row cap, the caller's access filters, read from
+// the store for this call, and the key and human the concurrency caps
+// count it against (see QueryQueue). Every tool that queries the warehouse
+// for a caller must use it. An error means the filters are unknown: the
+// query must not run (fail closed).
 func (d Deps) queryLimits(ctx context.Context, call *Call) (store.QueryLimits, error) {
 	limits := d.Limits
 	filters, err := d.Store.AccessFiltersFor(ctx, call.Principal)
@@ -23,6 +24,7 @@ func (d Deps) queryLimits(ctx context.Context, call *Call) (store.QueryLimits, e
 		return store.QueryLimits{}, fmt.Errorf("access filters of %s: %w", call.Principal.MemberID, err)
 	}
 	limits.Filters = filters
+	limits.Key, limits.Human = call.Principal.KeyID, call.Principal.Human()
 	return limits, nil
 }
 

@@ -583,3 +583,79 @@ func TestBudgetsWarehouseQueriesAreCappedAndFair(t *testing.T) {
 		all.Wait()
 	})
 }
+
+// createAudience saves an audience over customers with conditions and
+// returns its id.
+func createAudience(t *testing.T, c *client.Client, name string, conditions any) string {
+	t.Helper()
+	var out struct {
+		Audience struct {
+			ID string `json:"id"`
+		} `json:"audience"`
+	}
+	structured(t, call(t, c, "create_audience", map[string]any{"name": name,
+		"definition": map[string]any{"model": "customers", "conditions": conditions}}), &out)
+	return out.Audience.ID
+}
+
+// inclusions is an any group including id n times.
+func inclusions(op, id string, n int) map[string]any {
+	kids := make([]any, n)
+	for i := range kids {
+		kids[i] = map[string]any{op: id}
+	}
+	return map[string]any{"any": kids}
+}
+
+func TestBudgetsNestedInclusionsStopAtTheExpansionBound(t *testing.T) {
+	t.Parallel()
+	e := setup(t, withPolicies(t, allowAll))
+	c := e.client(t, e.agentOf(t, "bot", "hana"))
+	// Each level includes the one below ten times: level 3 expands to
+	// about 2,000 conditions, level 4 would expand to about 20,000.
+	level := createAudience(t, c, "fan_0", map[string]any{"column": "plan", "operator": "equals", "value": "pro"})
+	for l := 1; l <= 3; l++ {
+		level = createAudience(t, c, fmt.Sprintf("fan_%d", l), inclusions("in_audience", level, 10))
+	}
+	// Ordinary work over the fan-out still works.
+	var p struct {
+		Count int `json:"count"`
+	}
+	structured(t, call(t, c, "preview_audience", map[string]any{"audience": level, "limit": 1}), &p)
+	if want := e.warehouseCount(t, "SELECT count(*) FROM customers WHERE plan = 'pro'"); p.Count != want {
+		t.Errorf("preview of fan_3 counts %d, want %d", p.Count, want)
+	}
+	other := createAudience(t, c, "other", map[string]any{"column": "state", "operator": "equals", "value": "CA"})
+
+	tests := []struct {
+		name string
+		tool string
+		args map[string]any
+	}{
+		{"create an audience one level deeper", "create_audience", map[string]any{"name": "fan_4",
+			"definition": map[string]any{"model": "customers", "conditions": inclusions("in_audience", level, 10)}}},
+		{"preview a wide draft", "preview_audience", map[string]any{"definition": map[string]any{
+			"model": "customers", "conditions": inclusions("not_in_audience", level, 99)}}},
+		{"update an audience to include the fan-out", "update_audience", map[string]any{"audience": other,
+			"definition": map[string]any{"model": "customers", "conditions": map[string]any{"not": inclusions("in_audience", level, 20)}}}},
+		{"check it first", "check_action", map[string]any{"tool": "create_audience", "arguments": map[string]any{"name": "fan_4b",
+			"definition": map[string]any{"model": "customers", "conditions": inclusions("in_audience", level, 50)}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := call(t, c, tt.tool, tt.args)
+			if !res.IsError || !strings.Contains(text(res), "expands to more than 10000 conditions") {
+				t.Errorf("%s: error=%v %q, want the expansion bound's refusal", tt.tool, res.IsError, text(res))
+			}
+		})
+	}
+	var list struct {
+		Audiences []map[string]any `json:"audiences"`
+	}
+	structured(t, call(t, c, "list_audiences", map[string]any{}), &list)
+	for _, a := range list.Audiences {
+		if a["name"] == "fan_4" || a["name"] == "fan_4b" {
+			t.Errorf("an audience over the bound was saved: %v", a)
+		}
+	}
+}

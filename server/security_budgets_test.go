@@ -314,7 +314,7 @@ func TestBudgetsPreviewAnswersAreCapped(t *testing.T) {
 			t.Fatalf("create_model %s: %s", name, text(res))
 		}
 	}
-	const cap = 1 << 20
+	const previewCap = 1 << 20
 	tests := []struct {
 		name      string
 		tool      string
@@ -349,8 +349,8 @@ func TestBudgetsPreviewAnswersAreCapped(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(encoded) > cap {
-				t.Errorf("the rows of the answer are %d bytes, over the cap of %d", len(encoded), cap)
+			if len(encoded) > previewCap {
+				t.Errorf("the rows of the answer are %d bytes, over the cap of %d", len(encoded), previewCap)
 			}
 			if !tt.wantRows(len(rows)) {
 				t.Errorf("%d rows", len(rows))

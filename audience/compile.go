@@ -24,6 +24,13 @@ const (
 	MaxSQLBytes = 512 << 10
 	// MaxMembers is the largest limit Members accepts.
 	MaxMembers = 10000
+	// MaxExpandedConditions is how many conditions Compile expands in
+	// all, those of the audiences it inlines (and theirs) included, with
+	// each inclusion counting as one more. Inclusions multiply: an
+	// audience that includes another six times, eight levels deep, would
+	// inline millions of conditions, so Compile counts while it expands
+	// and stops at this bound, before the SQL is built.
+	MaxExpandedConditions = 10000
 )
 
 // Compiled is a SQL statement, or a predicate, with its bound values in
@@ -69,8 +76,10 @@ const parentAlias = "p"
 // validated and compiled in place (their predicate is over the same rows);
 // an inclusion cycle, inclusions nested deeper than MaxInclusionDepth and
 // an included audience that is no longer valid are problems of a
-// *ValidationError. A query over MaxArgs values or MaxSQLBytes is an
-// error wrapping ErrTooComplex. Both wrap store.ErrInvalid; any other
+// *ValidationError. A definition that, with its inclusions, expands to
+// more than MaxExpandedConditions conditions, and a query over MaxArgs
+// values or MaxSQLBytes, are errors wrapping ErrTooComplex: expansion stops
+// as soon as a bound is passed. Both wrap store.ErrInvalid; any other
 // error is a catalog failure or a bad Options.
 //
 // Values are bound, never written into the SQL. For SQLite a string,
@@ -120,6 +129,10 @@ func Compile(def *Definition, cat Catalog, opts Options) (*Query, error) {
 	}
 	if err := c.problems.err(); err != nil {
 		return nil, err
+	}
+	if c.expanded > MaxExpandedConditions {
+		return nil, fmt.Errorf("%w: with the audiences it includes, and theirs, it expands to more than %d conditions; include fewer audiences, or include ones that include fewer: %w",
+			ErrTooComplex, MaxExpandedConditions, store.ErrInvalid)
 	}
 	if c.tooBig || len(c.args) > MaxArgs || len(pred) > MaxSQLBytes {
 		return nil, fmt.Errorf("%w: it needs more than %d values or %d bytes of SQL (count the audiences it includes, and theirs); use fewer values or inclusions: %w",
@@ -227,6 +240,10 @@ type compiler struct {
 	problems problems
 	err      error
 	tooBig   bool
+	// expanded counts the conditions expanded so far, inlined ones
+	// included; past MaxExpandedConditions, tooBig is set and nothing more
+	// is expanded.
+	expanded int
 	// includedAt is the path of the inclusion being compiled, in the
 	// definition passed to Compile.
 	includedAt string
@@ -249,6 +266,14 @@ func (c *compiler) source(m store.Model) string {
 // expr compiles a condition over the rows named alias. ind is the
 // indentation of its continuation lines.
 func (c *compiler) expr(n *rnode, alias, ind string) string {
+	// Count before expanding: the bound must stop a fan-out of inclusions
+	// before it is built, not measure it afterwards.
+	if c.expanded++; c.expanded > MaxExpandedConditions {
+		c.tooBig = true
+	}
+	if c.tooBig {
+		return "FALSE"
+	}
 	switch n.kind {
 	case kindAll:
 		return c.group("AND", "TRUE", n.kids, alias, ind)

@@ -116,7 +116,10 @@
 // that includes itself, directly or not; pass Options.AudienceID when
 // compiling a saved audience) and inclusions nested more than
 // MaxInclusionDepth deep, and stops with ErrTooComplex when the SQL would
-// exceed MaxArgs values or MaxSQLBytes. Callers that save audiences should
+// exceed MaxArgs values or MaxSQLBytes, or as soon as the conditions it
+// expands, inlined ones included, pass MaxExpandedConditions (inclusions
+// multiply, so that bound is counted while expanding, before any SQL of
+// the fan-out is built). Callers that save audiences should
 // compile before saving, so a cycle is never stored.
 //
 // # Model references

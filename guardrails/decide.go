@@ -2,6 +2,7 @@ package guardrails
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -52,14 +53,27 @@ type Decision struct {
 	Suggestions   []string      `json:"suggestions,omitempty"`
 	PolicyVersion string        `json:"policy_version"`
 	RetryAfter    time.Duration `json:"retry_after,omitempty"`
+
+	// taken are the rate-limit uses Decide counted for the call, which
+	// Refund gives back when the call does not go on.
+	taken []use
+}
+
+// use is one counted use of a rate-limit bucket.
+type use struct {
+	bucket string
+	at     time.Time
 }
 
 // RateLimiter counts uses of a bucket in a sliding window. Take records one
 // use when fewer than limit happened in the window ending at now (and
 // consume is true); otherwise it reports how long until the next use is
-// allowed. It must be atomic across processes sharing the store.
+// allowed. It must be atomic across processes sharing the store. Release
+// removes one use of bucket that Take recorded at at, for a call that did
+// not go on after all; releasing a use that is not there is no error.
 type RateLimiter interface {
 	Take(ctx context.Context, bucket string, limit int, window time.Duration, now time.Time, consume bool) (allowed bool, retryAfter time.Duration, err error)
+	Release(ctx context.Context, bucket string, at time.Time) error
 }
 
 // Engine decides with the active policy set. It is safe for concurrent use;
@@ -90,11 +104,30 @@ func (e *Engine) SetPolicies(set *PolicySet) {
 }
 
 // Decide decides a call and, unless it is denied, counts it against the
-// rate limits that apply. A condition that cannot be evaluated, or a rate
+// rate limits that apply: every bucket must have room, and a call counts
+// against all of them or none. The count is taken at once, so calls racing
+// for the last use cannot both have it; a call that then does not go on
+// (the tool refused it, or it failed before changing anything) gives its
+// uses back with Refund. A condition that cannot be evaluated, or a rate
 // limit that cannot be checked, denies (fail closed); the error is returned
 // beside the deny decision for the log.
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	return e.decide(ctx, in, true)
+}
+
+// Refund gives back the rate-limit uses Decide counted for d, for a call
+// that did not go on to run or to be queued, and clears them from d, so a
+// second Refund gives back nothing. A decision that counted nothing needs
+// no refund.
+func (e *Engine) Refund(ctx context.Context, d *Decision) error {
+	var errs []error
+	for _, u := range d.taken {
+		if err := e.limiter.Release(ctx, u.bucket, u.at); err != nil {
+			errs = append(errs, fmt.Errorf("refund rate limit %s: %w", u.bucket, err))
+		}
+	}
+	d.taken = nil
+	return errors.Join(errs...)
 }
 
 // DryRun answers what Decide would, without counting anything.
@@ -139,10 +172,11 @@ func (e *Engine) decide(ctx context.Context, in Input, consume bool) (Decision, 
 		return withPolicies(d, EffectDeny, ps), nil
 	}
 	if ps := fired[TypeRateLimit]; len(ps) > 0 {
-		limited, retry, err := e.checkLimits(ctx, in, ps, consume)
+		limited, retry, taken, err := e.checkLimits(ctx, in, ps, consume)
 		if err != nil {
 			return deny(d, ids(ps), "rate limits could not be checked, so the call is denied", "try again shortly"), err
 		}
+		d.taken = taken
 		if len(limited) > 0 {
 			d = withPolicies(d, EffectRateLimited, limited)
 			d.RetryAfter = retry
@@ -157,17 +191,25 @@ func (e *Engine) decide(ctx context.Context, in Input, consume bool) (Decision, 
 }
 
 // checkLimits peeks at every rate limit first and consumes only when all of
-// them allow the call, so a limited call counts against none.
-func (e *Engine) checkLimits(ctx context.Context, in Input, ps []Policy, consume bool) ([]Policy, time.Duration, error) {
+// them allow the call, so a limited call counts against none. It returns
+// the uses it took; when one bucket is taken by another call in between,
+// the uses already taken for this call are given back.
+func (e *Engine) checkLimits(ctx context.Context, in Input, ps []Policy, consume bool) ([]Policy, time.Duration, []use, error) {
 	if e.limiter == nil {
-		return nil, 0, fmt.Errorf("no rate limiter configured")
+		return nil, 0, nil, fmt.Errorf("no rate limiter configured")
 	}
 	var limited []Policy
 	var retry time.Duration
-	for _, p := range ps {
-		ok, after, err := e.limiter.Take(ctx, bucket(p, in), p.Limit, p.Window, in.Now, false)
+	buckets := make([]string, len(ps))
+	for i, p := range ps {
+		b, err := bucket(p, in)
 		if err != nil {
-			return nil, 0, fmt.Errorf("rate limit %s: %w", p.ID, err)
+			return nil, 0, nil, err
+		}
+		buckets[i] = b
+		ok, after, err := e.limiter.Take(ctx, b, p.Limit, p.Window, in.Now, false)
+		if err != nil {
+			return nil, 0, nil, fmt.Errorf("rate limit %s: %w", p.ID, err)
 		}
 		if !ok {
 			limited = append(limited, p)
@@ -175,28 +217,48 @@ func (e *Engine) checkLimits(ctx context.Context, in Input, ps []Policy, consume
 		}
 	}
 	if len(limited) > 0 || !consume {
-		return limited, retry, nil
+		return limited, retry, nil, nil
 	}
-	for _, p := range ps {
-		ok, after, err := e.limiter.Take(ctx, bucket(p, in), p.Limit, p.Window, in.Now, true)
+	var taken []use
+	giveBack := func() error {
+		d := Decision{taken: taken}
+		return e.Refund(context.WithoutCancel(ctx), &d)
+	}
+	for i, p := range ps {
+		ok, after, err := e.limiter.Take(ctx, buckets[i], p.Limit, p.Window, in.Now, true)
 		if err != nil {
-			return nil, 0, fmt.Errorf("rate limit %s: %w", p.ID, err)
+			return nil, 0, nil, errors.Join(fmt.Errorf("rate limit %s: %w", p.ID, err), giveBack())
 		}
 		if !ok {
 			// Another call took the last use in between.
 			limited = append(limited, p)
 			retry = max(retry, after)
+			break
 		}
+		taken = append(taken, use{bucket: buckets[i], at: in.Now})
 	}
-	return limited, retry, nil
+	if len(limited) > 0 {
+		return limited, retry, nil, giveBack()
+	}
+	return nil, 0, taken, nil
 }
 
-// bucket names the counter of a rate limit for a caller.
-func bucket(p Policy, in Input) string {
-	if p.Scope == ScopeWorkspace {
-		return "policy:" + p.ID + ":workspace:" + in.Principal.WorkspaceID
+// bucket names the counter of a rate limit for a caller. A caller without
+// the identity the scope needs cannot be counted, which denies the call.
+func bucket(p Policy, in Input) (string, error) {
+	var id string
+	switch p.Scope {
+	case ScopeWorkspace:
+		id = in.Principal.WorkspaceID
+	case ScopeHuman:
+		id = in.Principal.Human()
+	default:
+		id = in.Principal.KeyID
 	}
-	return "policy:" + p.ID + ":key:" + in.Principal.KeyID
+	if id == "" {
+		return "", fmt.Errorf("rate limit %s: the caller has no %s to count against", p.ID, p.Scope)
+	}
+	return "policy:" + p.ID + ":" + p.Scope + ":" + id, nil
 }
 
 // applies reports whether p covers the call, before its condition.

@@ -15,7 +15,9 @@
 //   - AI policies (policy.go, decide.go): YAML policy files with CEL
 //     conditions over the call and the facts a tool computed, the shipped
 //     defaults, the kill switch and rate limits (counted through a
-//     RateLimiter, which the store implements); Crossed (review.go) names
+//     RateLimiter, which the store implements, per key, per human across
+//     their keys, or per workspace; Decide counts a call, Refund gives the
+//     count back for a call that did not go on); Crossed (review.go) names
 //     the policies whose condition decides differently on an approval's
 //     reviewed facts than on the facts now, so an approved call whose facts
 //     moved across a threshold fails;

@@ -34,9 +34,11 @@ var resources = []string{
 	"role", "member", "group", "key", "policy", "access_filter", "workspace", "*",
 }
 
-// Rate limit scopes: per API key or per workspace.
+// Rate limit scopes: per API key, per human (store.Principal.Human: an
+// agent's owner, a user itself, across all their keys) or per workspace.
 const (
 	ScopeKey       = "key"
+	ScopeHuman     = "human"
 	ScopeWorkspace = "workspace"
 )
 
@@ -183,8 +185,8 @@ func parsePolicy(env *cel.Env, node *yaml.Node) (Policy, error) {
 		if p.Scope == "" {
 			p.Scope = ScopeKey
 		}
-		if p.Scope != ScopeKey && p.Scope != ScopeWorkspace {
-			return fail(at("scope"), "policy %s: scope must be key or workspace, not %q", p.ID, p.Scope)
+		if p.Scope != ScopeKey && p.Scope != ScopeHuman && p.Scope != ScopeWorkspace {
+			return fail(at("scope"), "policy %s: scope must be key, human or workspace, not %q", p.ID, p.Scope)
 		}
 	default:
 		return fail(at("type"), "policy %s: type must be deny, require_approval or rate_limit, not %q", p.ID, p.Type)

@@ -3,6 +3,7 @@ package guardrails
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,15 @@ func (m *memLimiter) Take(_ context.Context, bucket string, limit int, window ti
 		m.uses[bucket] = append(live, now)
 	}
 	return true, 0, nil
+}
+
+func (m *memLimiter) Release(_ context.Context, bucket string, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if i := slices.Index(m.uses[bucket], at); i >= 0 {
+		m.uses[bucket] = slices.Delete(m.uses[bucket], i, i+1)
+	}
+	return nil
 }
 
 func TestParsePoliciesRejectsBadFiles(t *testing.T) {
@@ -157,7 +167,9 @@ func TestRateLimitCountsWritesPerKey(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	in := func(key string, at time.Time) Input {
 		return Input{
-			Principal: store.Principal{WorkspaceID: "ws", KeyID: key, Kind: store.KindAgent, Role: "member"},
+			// Each key acts for a human of its own here: the per-human
+			// budget has its own test.
+			Principal: store.Principal{WorkspaceID: "ws", KeyID: key, MemberID: "agent-" + key, OwnerID: "owner-" + key, Kind: store.KindAgent, Role: "member"},
 			Source:    store.SourceAI, Resource: "model", Operation: "create", Now: at,
 		}
 	}
@@ -173,7 +185,7 @@ func TestRateLimitCountsWritesPerKey(t *testing.T) {
 		}
 	}
 	d, _ := e.Decide(context.Background(), in("k1", now.Add(31*time.Minute)))
-	if d.Effect != EffectRateLimited || d.Rules[0] != "ai-write-rate" || d.RetryAfter != 29*time.Minute || !strings.Contains(d.Reason, "29m0s") {
+	if d.Effect != EffectRateLimited || !slices.Contains(d.Rules, "ai-write-rate") || d.RetryAfter != 29*time.Minute || !strings.Contains(d.Reason, "29m0s") {
 		t.Fatalf("31st write: %+v", d)
 	}
 	// Another key has its own budget; the first key's budget returns with time.

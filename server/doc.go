@@ -47,7 +47,9 @@
 // change. The Shipper (shipper.go) moves the store's outbox to the
 // warehouse's cdp_audit schema through a store.AuditSink, retrying with
 // backoff while the warehouse is down. /metrics (metrics.go) serves the
-// audit backlog, decisions by effect and call latency per tool; it holds no
+// audit backlog, decisions by effect, call latency per tool, and the
+// warehouse queries running and waiting in the tools' QueryQueue (whose
+// caps Config.QueryConcurrency sets); it holds no
 // secret or personal data and is not authenticated.
 //
 // Errors: a failure the model should read is a tool result with IsError and

@@ -112,6 +112,7 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 	case guardrails.EffectRequireApproval:
 		for _, r := range v.Rules {
 			if !slices.Contains(a.Rules, r) {
+				g.guard.refund(ctx, &v, ev.RequestID)
 				return "", false, fmt.Errorf("conditions changed since the request: %s now also applies, which this approval did not cover", r)
 			}
 		}
@@ -131,6 +132,10 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 	written := pending.Written()
 	if !written {
 		ev.ResourceID, ev.Result = call.ResourceID, call.Summary
+		if err != nil || res.IsError {
+			// It changed nothing: the run does not use up a rate limit.
+			g.guard.refund(ctx, &v, ev.RequestID)
+		}
 	}
 	if err != nil {
 		g.log.Error("approved call failed", "approval", a.ID, "request_id", ev.RequestID, "err", err)

@@ -141,6 +141,11 @@ func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerF
 			hctx, pending = store.WithPendingAudit(hctx, ev, g.prepare(call, start))
 		}
 		res, err := next(hctx, req)
+		if !pending.Written() && (err != nil || res.IsError) {
+			// Refused by the tool or failed before changing anything: the
+			// call does not use up a rate limit.
+			g.guard.refund(ctx, &v, ev.RequestID)
+		}
 		if pending.Written() {
 			// The event was committed with the change, as executed.
 			g.metrics.observe(ev, ev.Tool)
@@ -228,6 +233,7 @@ func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time,
 	}
 	if err != nil {
 		g.log.Error("queue approval", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
+		g.guard.refund(ctx, &v, ev.RequestID)
 		return g.deny(ctx, ev, start, "the approval request could not be recorded", internalMessage(ev.RequestID))
 	}
 	ev.Decision, ev.Reason, ev.ApprovalID = store.DecisionApprovalRequired, policyReason(v), a.ID

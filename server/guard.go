@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/signalsmith/agent-server/approvals"
@@ -19,6 +20,7 @@ type guard struct {
 	engine *guardrails.Engine
 	queue  *approvals.Queue
 	store  store.Store
+	log    *slog.Logger
 	// approvalURL turns an approval id into the link a human opens.
 	approvalURL func(id string) string
 }
@@ -83,6 +85,15 @@ func (gd *guard) decideAs(ctx context.Context, t tools.Tool, call *tools.Call, s
 	}
 	v.Decision = d
 	return v, err
+}
+
+// refund gives back the rate-limit uses of a call that did not go on to
+// run or to be queued. A refund that fails leaves the uses counted (the
+// caller's budget is smaller, never larger) and is logged.
+func (gd *guard) refund(ctx context.Context, v *verdict, requestID string) {
+	if err := gd.engine.Refund(context.WithoutCancel(ctx), &v.Decision); err != nil {
+		gd.log.Error("refund rate limits", "request_id", requestID, "err", err)
+	}
 }
 
 // deniedMessage is what the agent reads when the guardrails stop a call:

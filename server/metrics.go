@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/tools"
 )
 
 // metrics are the server's Prometheus metrics, served at /metrics. They
@@ -53,6 +54,21 @@ func newMetrics(outbox store.AuditOutbox) *metrics {
 		}))
 	}
 	return m
+}
+
+// watchQueries adds gauges of the warehouse queries running and waiting
+// for a slot in q, read at every scrape.
+func (m *metrics) watchQueries(q *tools.QueryQueue) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "signalsmith_warehouse_queries_running",
+			Help: "Warehouse queries of tool calls running now.",
+		}, func() float64 { r, _ := q.Stats(); return float64(r) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "signalsmith_warehouse_queries_waiting",
+			Help: "Warehouse queries of tool calls waiting for a slot (per-key, per-human and total caps).",
+		}, func() float64 { _, w := q.Stats(); return float64(w) }),
+	)
 }
 
 // observe counts one audited event; tool is the label to use ("" for an

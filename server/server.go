@@ -34,6 +34,10 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// Limits bound every warehouse query a tool runs.
 	Limits store.QueryLimits
+	// QueryConcurrency caps the warehouse queries tools run at once, per
+	// key, per human across their keys and in all, with fair queueing
+	// (tools.QueryQueue); zero fields take the defaults (2, 3 and 4).
+	QueryConcurrency tools.Concurrency
 	// MaxBody caps MCP request bodies (default DefaultMaxBody).
 	MaxBody int64
 	// AllowedOrigins are browser origins, besides loopback ones, that may
@@ -99,8 +103,9 @@ func New(cfg Config) (*Server, error) {
 	approvalURL := func(id string) string { return base + "/approvals/" + id }
 	auth := NewAuthenticator(cfg.Store, cfg.KeyCacheTTL)
 	var gate *Gate
+	queries := tools.NewQueryQueue(cfg.QueryConcurrency)
 	all := tools.All(tools.Deps{
-		Store: cfg.Store, Warehouse: cfg.Warehouse, Limits: cfg.Limits,
+		Store: cfg.Store, Warehouse: cfg.Warehouse, Limits: cfg.Limits, Queries: queries,
 		Check: func(ctx context.Context, call *tools.Call, tool string, args json.RawMessage) (tools.Check, error) {
 			return gate.Check(ctx, call, tool, args)
 		},
@@ -111,10 +116,12 @@ func New(cfg Config) (*Server, error) {
 	// The audit backlog gauge reads the store's outbox when it has one.
 	outbox, _ := cfg.Store.(store.AuditOutbox)
 	gate.metrics = newMetrics(outbox)
+	gate.metrics.watchQueries(queries)
 	gate.guard = &guard{
 		engine:      cfg.Policies,
 		queue:       cfg.Approvals,
 		store:       cfg.Store,
+		log:         log,
 		approvalURL: approvalURL,
 	}
 

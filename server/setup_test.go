@@ -60,6 +60,8 @@ type env struct {
 	whDir string
 	// raw is a read-only connection to signalsmith.db for row counts.
 	raw *sql.DB
+	// humans are the owners agentOf has created: member ids by name.
+	humans map[string]string
 }
 
 // setup starts a server over a fresh data directory; opts adjust its

@@ -107,6 +107,17 @@ type Principal struct {
 	RBACVersion int64 `json:"-"`
 }
 
+// Human is the member id of the person behind the principal, whose budgets
+// (rate limits, warehouse query slots) every key of theirs shares: an
+// agent's owner, a user itself. An agent without an owner counts as its own
+// human. It is empty only for a principal without a member.
+func (p Principal) Human() string {
+	if p.Kind == KindAgent && p.OwnerID != "" {
+		return p.OwnerID
+	}
+	return p.MemberID
+}
+
 // PII levels of a model column (DESIGN.md section 3).
 const (
 	PIINone     = "none"
@@ -382,6 +393,9 @@ type Store interface {
 	// at now if fewer than limit uses are in it (and consume is true), else
 	// says how long until the next use is allowed.
 	Take(ctx context.Context, bucket string, limit int, window time.Duration, now time.Time, consume bool) (bool, time.Duration, error)
+	// Release removes one use of a bucket that Take counted at at, for a
+	// call that did not go on; a use that is not there is no error.
+	Release(ctx context.Context, bucket string, at time.Time) error
 	// WritesFrozen reports the workspace's ai_writes_frozen kill switch.
 	WritesFrozen(ctx context.Context, workspaceID string) (bool, error)
 	// SetWritesFrozen turns the kill switch on or off.

@@ -46,6 +46,10 @@ type QueryLimits struct {
 	// the SQL says, or refuses the query. None: all rows. A caller that
 	// runs a query for a principal must pass that principal's filters.
 	Filters []AccessFilter
+	// Key and Human name whom the query runs for: the principal's KeyID
+	// and Human(). The caps on concurrent queries in front of the
+	// warehouse count by them; the engines ignore them.
+	Key, Human string
 }
 
 // Result is the outcome of a read query.

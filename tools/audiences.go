@@ -489,11 +489,16 @@ func previewAudience(ctx context.Context, d Deps, call *Call, c *compiled, limit
 			rows = append(rows, row)
 		}
 	}
+	rows, dropped, valuesCut, err := boundPreview(rows)
+	if err != nil {
+		return Output{}, fmt.Errorf("sample audience: %w", err)
+	}
 	count := c.query.Count()
 	call.Summary = fmt.Sprintf("audience of %d members, %d sampled", n, len(rows))
 	return Output{
-		Data: map[string]any{"model": c.model.Name, "count": n, "sample": rows, "sql": count.SQL, "definition": json.RawMessage(c.canon)},
-		Text: fmt.Sprintf("%d members of model %s; %d shown with PII masked.", n, c.model.Name, len(rows)),
+		Data: map[string]any{"model": c.model.Name, "count": n, "sample": rows, "sql": count.SQL, "definition": json.RawMessage(c.canon),
+			"truncated": dropped || valuesCut > 0, "values_cut": valuesCut},
+		Text: fmt.Sprintf("%d members of model %s; %d shown with PII masked%s.", n, c.model.Name, len(rows), cutText(dropped, valuesCut)),
 	}, nil
 }
 

@@ -205,11 +205,11 @@ func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, 
 			continue
 		}
 		counted++
-		b, err := trueCount(ctx, d, c.before)
+		b, err := trueCount(ctx, d, call, c.before)
 		if err != nil {
 			return nil, err
 		}
-		a, err := trueCount(ctx, d, c.after)
+		a, err := trueCount(ctx, d, call, c.after)
 		if err != nil {
 			return nil, err
 		}
@@ -240,13 +240,16 @@ func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, 
 
 // trueCount counts a compiled audience workspace-wide, without access
 // filters (0 for one that does not compile: it selects nobody). It is for
-// guardrail facts only: the count is an aggregate, and never a row.
-func trueCount(ctx context.Context, d Deps, q *audience.Query) (int64, error) {
+// guardrail facts only: the count is an aggregate, and never a row. The
+// query counts against the caller's key and human like any other
+// (QueryQueue), so facts cannot be used to flood the warehouse.
+func trueCount(ctx context.Context, d Deps, call *Call, q *audience.Query) (int64, error) {
 	if q == nil {
 		return 0, nil
 	}
 	limits := d.Limits
 	limits.Filters = nil
+	limits.Key, limits.Human = call.Principal.KeyID, call.Principal.Human()
 	return countQuery(ctx, d, limits, q)
 }
 
@@ -257,7 +260,7 @@ func trueCount(ctx context.Context, d Deps, q *audience.Query) (int64, error) {
 // cannot have a workspace-wide audience measured by that region.
 // caller_filtered says whether the caller has access filters.
 func audienceSizeFacts(ctx context.Context, d Deps, call *Call, c *compiled) (map[string]any, error) {
-	truth, err := trueCount(ctx, d, c.query)
+	truth, err := trueCount(ctx, d, call, c.query)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +396,7 @@ func updateAudienceFacts(ctx context.Context, d Deps, call *Call, args updateAud
 	}
 	previous := facts["true_size"].(int64)
 	if next != prev {
-		if previous, err = trueCount(ctx, d, prev.query); err != nil {
+		if previous, err = trueCount(ctx, d, call, prev.query); err != nil {
 			return nil, err
 		}
 	}

@@ -37,6 +37,14 @@
 // audience definition's models and included audiences are recorded as
 // validation and compilation look them up).
 //
+// Every warehouse query a tool runs for a caller takes its limits from
+// queryLimits (timeout, row cap, access filters, and the key and human it
+// counts against) and passes a QueryQueue (concurrency.go), which All puts
+// in front of the warehouse: at most Concurrency.PerKey queries at once per
+// key, PerHuman per human and Total in all, with a freed slot going to the
+// waiting human with the fewest running. Preview answers are bounded
+// (boundPreview: 1 MiB of rows, 4 KiB per value) and say when they were cut.
+//
 // tools may import store, guardrails and mcp-go's mcp package; it never
 // imports server or a database driver.
 package tools

@@ -682,6 +682,10 @@ func previewModel(ctx context.Context, d Deps, call *Call, m store.Model, limit 
 		}
 		rows[i] = row
 	}
+	rows, dropped, valuesCut, err := boundPreview(rows)
+	if err != nil {
+		return Output{}, fmt.Errorf("preview model %s: %w", m.ID, err)
+	}
 	columns := make([]map[string]string, len(cols))
 	for i, c := range cols {
 		columns[i] = map[string]string{"name": c.Name, "type": c.Type, "pii": c.PII}
@@ -694,10 +698,11 @@ func previewModel(ctx context.Context, d Deps, call *Call, m store.Model, limit 
 			"hidden_columns": hidden,
 			"rows":           rows,
 			"row_count":      len(rows),
-			"truncated":      res.Truncated,
+			"truncated":      res.Truncated || dropped || valuesCut > 0,
+			"values_cut":     valuesCut,
 			"filtered":       len(limits.Filters) > 0,
 		},
-		Text: previewText(len(rows), m.Name, hidden, res.Truncated),
+		Text: previewText(len(rows), m.Name, hidden, res.Truncated) + cutText(dropped, valuesCut),
 	}, nil
 }
 

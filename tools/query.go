@@ -2,6 +2,7 @@ package tools
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,10 +12,11 @@ import (
 )
 
 // queryLimits returns the limits of a warehouse query run for the caller:
-// the server's timeout and row cap, and the caller's access filters, read
-// from the store for this call. Every tool that queries the warehouse for a
-// caller must use it. An error means the filters are unknown: the query
-// must not run (fail closed).
+// the server's timeout and row cap, the caller's access filters, read from
+// the store for this call, and the key and human the concurrency caps
+// count it against (see QueryQueue). Every tool that queries the warehouse
+// for a caller must use it. An error means the filters are unknown: the
+// query must not run (fail closed).
 func (d Deps) queryLimits(ctx context.Context, call *Call) (store.QueryLimits, error) {
 	limits := d.Limits
 	filters, err := d.Store.AccessFiltersFor(ctx, call.Principal)
@@ -22,6 +24,7 @@ func (d Deps) queryLimits(ctx context.Context, call *Call) (store.QueryLimits, e
 		return store.QueryLimits{}, fmt.Errorf("access filters of %s: %w", call.Principal.MemberID, err)
 	}
 	limits.Filters = filters
+	limits.Key, limits.Human = call.Principal.KeyID, call.Principal.Human()
 	return limits, nil
 }
 
@@ -64,4 +67,57 @@ func queryDetail(err error) string {
 	}
 	msg = strings.ReplaceAll(msg, ": "+store.ErrInvalid.Error(), "")
 	return guardrails.RedactString(msg)
+}
+
+// Bounds of a preview answer: the rows it carries encode to at most
+// maxPreviewBytes of JSON, and no string value is longer than
+// maxPreviewValue bytes. A model's SQL can make values and rows as large
+// as it likes; the answer goes to a model's context, so it stays small.
+const (
+	maxPreviewBytes = 1 << 20
+	maxPreviewValue = 4 << 10
+)
+
+// valueCut ends a string value that was cut.
+const valueCut = "…"
+
+// boundPreview cuts string values longer than maxPreviewValue and keeps
+// rows, in order, while their JSON encoding fits in maxPreviewBytes. It
+// returns the rows kept, whether rows were dropped, and how many values
+// were cut.
+func boundPreview(rows []map[string]any) ([]map[string]any, bool, int, error) {
+	cut := 0
+	size := len("[]")
+	for i, row := range rows {
+		for col, v := range row {
+			if s, ok := v.(string); ok && len(s) > maxPreviewValue {
+				row[col] = strings.ToValidUTF8(s[:maxPreviewValue], "") + valueCut
+				cut++
+			}
+		}
+		b, err := json.Marshal(row)
+		if err != nil {
+			return nil, false, 0, fmt.Errorf("encode preview row: %w", err)
+		}
+		if size += len(b) + 1; size > maxPreviewBytes {
+			return rows[:i], true, cut, nil
+		}
+	}
+	return rows, false, cut, nil
+}
+
+// cutText says how a preview was cut to stay within its bounds, for the
+// text of its answer; empty when nothing was.
+func cutText(dropped bool, valuesCut int) string {
+	var parts []string
+	if dropped {
+		parts = append(parts, fmt.Sprintf("rows past %d KiB were cut", maxPreviewBytes>>10))
+	}
+	if valuesCut > 0 {
+		parts = append(parts, fmt.Sprintf("%d values longer than %d bytes were cut", valuesCut, maxPreviewValue))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(parts, " and ") + " (ask for fewer rows or select fewer or shorter columns)"
 }

@@ -129,6 +129,10 @@ type Deps struct {
 	Warehouse store.Warehouse
 	// Limits bound every warehouse query a tool runs.
 	Limits store.QueryLimits
+	// Queries caps the warehouse queries run at once, per key, per human
+	// and in all; All puts Warehouse behind it (a queue with the default
+	// caps when nil).
+	Queries *QueryQueue
 	// Check answers what would happen to a call without running it; the
 	// server provides it (it is the gate's decision path) for check_action.
 	Check CheckFunc
@@ -153,8 +157,13 @@ type Check struct {
 	PolicyVersion string         `json:"policy_version,omitempty"`
 }
 
-// All returns every tool, sorted by name.
+// All returns every tool, sorted by name. Their warehouse queries pass
+// d.Queries.
 func All(d Deps) []Tool {
+	if d.Queries == nil {
+		d.Queries = NewQueryQueue(Concurrency{})
+	}
+	d.Warehouse = d.Queries.Warehouse(d.Warehouse)
 	var all []Tool
 	all = append(all, warehouseTools(d)...)
 	all = append(all, modelTools(d)...)

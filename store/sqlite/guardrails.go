@@ -63,6 +63,19 @@ func (d *DB) Take(ctx context.Context, bucket string, limit int, window time.Dur
 	return true, 0, nil
 }
 
+// Release removes one use of bucket that Take counted at at: the call it
+// counted did not go on. Uses at the same instant are alike, so any one of
+// them goes. A use that is not there (the window moved past it) is no
+// error. It satisfies guardrails.RateLimiter.
+func (d *DB) Release(ctx context.Context, bucket string, at time.Time) error {
+	_, err := d.write.ExecContext(ctx, `DELETE FROM rate_limit_uses WHERE rowid =
+		(SELECT rowid FROM rate_limit_uses WHERE bucket = ? AND at = ? LIMIT 1)`, bucket, at.UTC())
+	if err != nil {
+		return fmt.Errorf("rate limit %s: release: %w", bucket, err)
+	}
+	return nil
+}
+
 // WritesFrozen reports the workspace's ai_writes_frozen kill switch.
 func (d *DB) WritesFrozen(ctx context.Context, workspaceID string) (bool, error) {
 	var frozen bool

@@ -145,3 +145,35 @@ func TestPolicySets(t *testing.T) {
 		t.Errorf("unknown workspace: %v", err)
 	}
 }
+
+func TestRateLimitReleaseGivesBackOneUse(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 123456789, time.UTC)
+	// Two uses at the same instant, as two calls decided together.
+	for i := range 2 {
+		if ok, _, err := b.db.Take(b.ctx, "k", 2, time.Hour, now, true); err != nil || !ok {
+			t.Fatalf("use %d: %v %v", i+1, ok, err)
+		}
+	}
+	if err := b.db.Release(b.ctx, "k", now.In(time.FixedZone("CET", 3600))); err != nil {
+		t.Fatal(err)
+	}
+	// One use came back, not both.
+	if ok, _, _ := b.db.Take(b.ctx, "k", 2, time.Hour, now.Add(time.Second), true); !ok {
+		t.Fatal("the released use was not given back")
+	}
+	if ok, _, _ := b.db.Take(b.ctx, "k", 2, time.Hour, now.Add(2*time.Second), true); ok {
+		t.Fatal("release gave back more than one use")
+	}
+	// Releasing a use that is not there, or of another bucket, changes nothing.
+	if err := b.db.Release(b.ctx, "k", now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.db.Release(b.ctx, "other", now); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, _ := b.db.Take(b.ctx, "k", 2, time.Hour, now.Add(3*time.Second), false); ok {
+		t.Fatal("a release of nothing freed a use")
+	}
+}

@@ -66,6 +66,8 @@ type Server struct {
 	maxBody        int64
 	allowedOrigins []string
 	approvalsWeb   *approvals.Web
+	sessions       *sessions
+	origins        *originGuard
 }
 
 // New builds the MCP server: every tool of package tools registered behind
@@ -142,7 +144,14 @@ func New(cfg Config) (*Server, error) {
 		maxBody:        cfg.MaxBody,
 		allowedOrigins: cfg.AllowedOrigins,
 	}
-	srv.mcpHTTP = mcpserver.NewStreamableHTTPServer(s, mcpserver.WithEndpointPath("/mcp"))
+	srv.sessions = newSessions()
+	srv.mcpHTTP = mcpserver.NewStreamableHTTPServer(s, mcpserver.WithEndpointPath("/mcp"),
+		mcpserver.WithSessionIdManagerResolver(srv.sessions))
+	origins, err := newOriginGuard(append([]string{base}, cfg.AllowedOrigins...)...)
+	if err != nil {
+		return nil, err
+	}
+	srv.origins = origins
 	if err := approvalNotifier(cfg, approvalURL, log); err != nil {
 		return nil, err
 	}

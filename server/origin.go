@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -28,13 +29,18 @@ type originGuard struct {
 	cop *http.CrossOriginProtection
 }
 
-// newOriginGuard trusts the given origins (scheme://host[:port]) besides
-// the request's own. It returns an error for an origin that is not one.
+// newOriginGuard trusts the origins of the given URLs (their scheme and
+// host; a public URL may have a path) besides the request's own. It returns
+// an error for a URL without a scheme or host.
 func newOriginGuard(trusted ...string) (*originGuard, error) {
 	cop := http.NewCrossOriginProtection()
-	for _, o := range trusted {
-		if err := cop.AddTrustedOrigin(strings.TrimRight(o, "/")); err != nil {
-			return nil, fmt.Errorf("trusted origin %q: %w", o, err)
+	for _, raw := range trusted {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("trusted origin %q: not an absolute URL", raw)
+		}
+		if err := cop.AddTrustedOrigin(u.Scheme + "://" + u.Host); err != nil {
+			return nil, fmt.Errorf("trusted origin %q: %w", raw, err)
 		}
 	}
 	return &originGuard{cop: cop}, nil

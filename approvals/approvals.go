@@ -169,7 +169,9 @@ func (q *Queue) Request(ctx context.Context, p store.Principal, source, tool str
 // CanDecide returns nil when decider may approve or reject a, else an error
 // wrapping ErrForbidden that says why. A decider must be a human (a user
 // key) acting outside MCP, hold approvals.decide, and be neither the
-// requester nor the human behind the requesting agent key.
+// requester nor the human behind the requesting agent key. A request of an
+// agent with no human behind it (from before owners were required) cannot
+// be decided by anyone.
 func (q *Queue) CanDecide(ctx context.Context, decider store.Principal, source string, a store.Approval) error {
 	switch {
 	case source == store.SourceAI:
@@ -180,7 +182,11 @@ func (q *Queue) CanDecide(ctx context.Context, decider store.Principal, source s
 		return fmt.Errorf("%w: the approval belongs to another workspace", ErrForbidden)
 	case decider.MemberID == a.RequesterID:
 		return fmt.Errorf("%w: nobody may decide their own request", ErrForbidden)
-	case a.RequesterOwnerID != "" && decider.MemberID == a.RequesterOwnerID:
+	case a.RequesterKind != store.KindUser && a.RequesterOwnerID == "":
+		// Without the human behind the agent nobody can tell that the
+		// decider is not deciding for themselves: fail closed.
+		return fmt.Errorf("%w: the requesting agent key acts for no human, so nobody may decide its requests; have the key recreated with --owner and the call asked again", ErrForbidden)
+	case decider.MemberID == a.RequesterOwnerID:
 		return fmt.Errorf("%w: the owner of the requesting agent key may not decide its requests", ErrForbidden)
 	}
 	acc, err := q.rbac.Authorize(ctx, decider, "approvals.decide")

@@ -54,7 +54,12 @@ func setup(t *testing.T, ttl time.Duration) *bundle {
 // principal creates a member with a key and returns it as the store sees it.
 func (b *bundle) principal(t *testing.T, name, role, kind, owner, prefix string) store.Principal {
 	t.Helper()
-	k, err := b.db.CreateKey(b.ctx, store.NewKey{WorkspaceID: b.ws.ID, MemberName: name, Kind: kind, Role: role, OwnerName: owner, Name: name, Prefix: prefix, Hash: []byte("x")})
+	email := ""
+	if kind == store.KindUser {
+		email = name + "@example.test"
+	}
+	k, err := b.db.CreateKey(b.ctx, store.NewKey{WorkspaceID: b.ws.ID, MemberName: name, Kind: kind, Role: role, OwnerName: owner,
+		Email: email, Name: name, Prefix: prefix, Hash: []byte("x")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,12 @@
 // token still apply. Refused POSTs change nothing: no session (401), a
 // foreign origin or a wrong token (403).
 //
+// Who decides (Queue.CanDecide): a person with approvals.decide, through
+// the web queue, the API or the CLI, who is neither the requester nor the
+// human behind the requesting agent key (pinned on the approval). A request
+// pinned without that human (an agent from before owners were required)
+// can be decided by nobody: fail closed.
+//
 // Errors map to HTTP status in one table (errorKinds): unauthenticated
 // 401, ErrForbidden 403, store.ErrNotFound 404, store.ErrConflict 409 (also
 // an expired or already decided approval), too large 413, wrong method 405,

@@ -11,7 +11,11 @@
 //     matching. An RBAC loads the workspaces named when it is built, from
 //     a Source (store.Store is one), and reloads whenever a principal
 //     carries a newer store RBACVersion than the loaded policy, before
-//     deciding, so a role or membership change applies to the next call;
+//     deciding, so a role or membership change applies to the next call.
+//     An agent holds only what both its own role and the role of the human
+//     it acts for (its owner, read from the loaded memberships) permit, so
+//     a change of the human's role applies to the agent's next call too; an
+//     agent without a human, or whose human has no role, holds nothing;
 //   - AI policies (policy.go, decide.go): YAML policy files with CEL
 //     conditions over the call and the facts a tool computed, the shipped
 //     defaults, the kill switch and rate limits (counted through a

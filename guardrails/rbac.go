@@ -209,7 +209,8 @@ func (r *RBAC) fresh(ctx context.Context, p store.Principal) (*policy, error) {
 	return pol, nil
 }
 
-// Authorize decides whether p holds permission in p.WorkspaceID. It
+// Authorize decides whether p holds permission in p.WorkspaceID: p's role
+// must hold it and, for an agent, so must its human's role. It
 // returns an error, and no allow, for an unknown permission or a policy
 // that cannot be loaded; callers deny on error.
 func (r *RBAC) Authorize(ctx context.Context, p store.Principal, permission string) (Access, error) {
@@ -223,7 +224,11 @@ func (r *RBAC) Authorize(ctx context.Context, p store.Principal, permission stri
 	if acc, err := pol.member(p); err != nil || !acc.Allowed {
 		return acc, err
 	}
-	return pol.decide(p, permission)
+	human, acc, err := pol.human(p)
+	if err != nil || !acc.Allowed {
+		return acc, err
+	}
+	return pol.decide(p, human, permission)
 }
 
 // Permitted returns the set of permissions p holds, decided on one policy
@@ -238,8 +243,12 @@ func (r *RBAC) Permitted(ctx context.Context, p store.Principal) (map[string]boo
 	if acc, err := pol.member(p); err != nil || !acc.Allowed {
 		return out, err
 	}
+	human, acc, err := pol.human(p)
+	if err != nil || !acc.Allowed {
+		return out, err
+	}
 	for _, perm := range allPermissions {
-		acc, err := pol.decide(p, perm)
+		acc, err := pol.decide(p, human, perm)
 		if err != nil {
 			return nil, err
 		}
@@ -276,8 +285,34 @@ func (pol *policy) member(p store.Principal) (Access, error) {
 	return Access{Reason: fmt.Sprintf("%q has no role in workspace %q", p.MemberName, p.WorkspaceID)}, nil
 }
 
-// decide asks Casbin whether p's role holds permission, which must be known.
-func (pol *policy) decide(p store.Principal, permission string) (Access, error) {
+// human returns the role, in the loaded memberships, of the human an agent
+// principal acts for; "" for a user. An agent never exceeds its human
+// (DESIGN.md principle 5), so an agent whose human is unknown or has no role
+// in the workspace is denied everything: an agent member from a database
+// older than required owners, say.
+func (pol *policy) human(p store.Principal) (string, Access, error) {
+	if p.Kind != store.KindAgent {
+		return "", Access{Allowed: true}, nil
+	}
+	if p.OwnerID == "" {
+		return "", Access{Reason: fmt.Sprintf("agent %q acts for no human; recreate its key with --owner naming the person it acts for", p.MemberName)}, nil
+	}
+	held, err := pol.enforcer.GetFilteredGroupingPolicy(0, memberSubject(p.OwnerID))
+	if err != nil {
+		return "", Access{}, fmt.Errorf("authorize: membership of %s: %w", p.OwnerID, err)
+	}
+	for _, g := range held {
+		if len(g) == 3 && g[2] == p.WorkspaceID && p.WorkspaceID != "" {
+			return roleOf(g[1]), Access{Allowed: true}, nil
+		}
+	}
+	return "", Access{Reason: fmt.Sprintf("the human agent %q acts for has no role in workspace %q", p.MemberName, p.WorkspaceID)}, nil
+}
+
+// decide asks Casbin whether p's role holds permission, which must be known,
+// and for an agent whether its human's role (human) holds it too: an agent
+// holds the intersection of both.
+func (pol *policy) decide(p store.Principal, human, permission string) (Access, error) {
 	obj, act := permissionParts(permission)
 	ok, err := pol.enforcer.Enforce(roleSubject(p.Role), p.WorkspaceID, obj, act)
 	if err != nil {
@@ -285,6 +320,17 @@ func (pol *policy) decide(p store.Principal, permission string) (Access, error) 
 	}
 	if !ok {
 		return Access{Reason: fmt.Sprintf("role %q lacks permission %q", p.Role, permission)}, nil
+	}
+	if p.Kind != store.KindAgent {
+		return Access{Allowed: true}, nil
+	}
+	ok, err = pol.enforcer.Enforce(roleSubject(human), p.WorkspaceID, obj, act)
+	if err != nil {
+		return Access{}, fmt.Errorf("authorize %s: %w", permission, err)
+	}
+	if !ok {
+		return Access{Reason: fmt.Sprintf("the human agent %q acts for has role %q, which lacks permission %q, and an agent never exceeds its human",
+			p.MemberName, human, permission)}, nil
 	}
 	return Access{Allowed: true}, nil
 }

@@ -40,6 +40,25 @@
 // reviewed (guardrails.Engine.Crossed); else the approval fails with the
 // reason.
 //
+// Identity (identity.go): every agent acts for a human, and RBAC gives it
+// only what both its role and its human's role permit. An agent member
+// without a human (from a database older than required owners) is denied
+// every call and sees no tools, with a message saying to recreate its key
+// with --owner. The approval executor refuses to run a call whose approver
+// is the requester or the human behind the requesting agent.
+//
+// Sessions (session.go): mcp-go's session manager accepts made-up and ended
+// session ids, so sessions wraps it: an id is issued bound to the key that
+// opened it and valid only with that key until it ends the session.
+// bindSession answers 404, as for an unknown session, to any request (POST,
+// GET, DELETE) presenting another key's, an unknown or an ended id, and
+// audits it (action mcp.session).
+//
+// Every HTTP surface refuses DNS rebinding: /mcp in protectMCP, the others
+// (the approval queue, its API, health and metrics) behind originGuard
+// (origin.go), which also refuses cross-origin state-changing requests with
+// net/http's CrossOriginProtection.
+//
 // Audit: a read, a denial or a failure is recorded (durably, in a group
 // commit shared with concurrent calls) before the answer; a tool that
 // writes carries its event into the store with the call

@@ -87,6 +87,16 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 	if err != nil {
 		return "", false, errors.New("the requesting key was revoked or expired, so the call did not run")
 	}
+	// CanDecide checked the approver against the pinned requester; check
+	// again against the requester as it is now, so no path (a resumed
+	// approval, a member changed since) lets a person approve their own
+	// call or their own agent's.
+	switch {
+	case actsForNobody(p):
+		return "", false, errors.New("the requesting agent key acts for no human, so the call did not run")
+	case a.DeciderID == "" || a.DeciderID == p.MemberID || a.DeciderID == p.OwnerID:
+		return "", false, errors.New("the approver is the requester or the human behind the requesting agent key, so the call did not run")
+	}
 	if t.Permission != "" {
 		acc, err := g.rbac.Authorize(ctx, p, t.Permission)
 		if err != nil {

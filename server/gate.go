@@ -101,6 +101,9 @@ func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerF
 			return g.authFailed(ctx, ev, start, err), nil
 		}
 		setActor(ev, p)
+		if actsForNobody(p) {
+			return g.deny(ctx, ev, start, "agent key acts for no human", ownerlessMessage), nil
+		}
 		if t.Permission != "" {
 			dec, err := g.rbac.Authorize(ctx, p, t.Permission)
 			if err != nil {
@@ -305,7 +308,8 @@ func policyReason(v verdict) string {
 
 // FilterList is an mcp-go after-list-tools hook: it leaves in a tools/list
 // result only the tools the caller's role permits. A caller who cannot be
-// authenticated or authorized sees no tools (fail closed).
+// authenticated or authorized, or an agent with no human behind it, sees
+// no tools (fail closed).
 func (g *Gate) FilterList(ctx context.Context, _ any, _ *mcp.ListToolsRequest, result *mcp.ListToolsResult) {
 	if result == nil {
 		return
@@ -315,7 +319,7 @@ func (g *Gate) FilterList(ctx context.Context, _ any, _ *mcp.ListToolsRequest, r
 	if err == nil {
 		permitted, err = g.rbac.Permitted(ctx, p)
 	}
-	if err != nil {
+	if err != nil || actsForNobody(p) {
 		result.Tools = []mcp.Tool{}
 		return
 	}

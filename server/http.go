@@ -25,7 +25,6 @@ const DefaultMaxBody = 1 << 20
 // /readyz and /metrics (Prometheus, unauthenticated: see metrics).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", s.protectMCP(s.mcpHTTP))
 	// The approval web queue (session cookie) and its JSON API (bearer key).
 	for _, prefix := range []string{"/approvals", "/approvals/", "/api/v1/approvals", "/api/v1/approvals/"} {
 		mux.Handle(prefix, s.approvalsWeb)
@@ -47,7 +46,12 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return mux
+	// /mcp checks Host and Origin itself (and audits refusals); every other
+	// surface is behind the origin guard (origin.go).
+	root := http.NewServeMux()
+	root.Handle("/mcp", s.protectMCP(s.bindSession(s.mcpHTTP)))
+	root.Handle("/", s.origins.wrap(mux))
+	return root
 }
 
 // ready checks that the store and the warehouse answer.
@@ -143,7 +147,7 @@ func toolOf(body []byte) string {
 // passes: on a loopback listener the Host must be a loopback name, and a
 // browser Origin must be loopback or explicitly allowed.
 func rebinding(r *http.Request, allowedOrigins []string) string {
-	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && IsLoopback(local.String()) && !IsLoopback(r.Host) {
+	if rebindingHost(r) {
 		return "invalid Host header"
 	}
 	origin := r.Header.Get("Origin")

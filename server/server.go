@@ -71,6 +71,8 @@ type Server struct {
 	allowedOrigins []string
 	approvalsWeb   *approvals.Web
 	refusals       *refusals
+	sessions       *sessions
+	origins        *originGuard
 }
 
 // New builds the MCP server: every tool of package tools registered behind
@@ -151,7 +153,14 @@ func New(cfg Config) (*Server, error) {
 		allowedOrigins: cfg.AllowedOrigins,
 		refusals:       newRefusals(),
 	}
-	srv.mcpHTTP = mcpserver.NewStreamableHTTPServer(s, mcpserver.WithEndpointPath("/mcp"))
+	srv.sessions = newSessions()
+	srv.mcpHTTP = mcpserver.NewStreamableHTTPServer(s, mcpserver.WithEndpointPath("/mcp"),
+		mcpserver.WithSessionIdManagerResolver(srv.sessions))
+	origins, err := newOriginGuard(append([]string{base}, cfg.AllowedOrigins...)...)
+	if err != nil {
+		return nil, err
+	}
+	srv.origins = origins
 	if err := approvalNotifier(cfg, approvalURL, log); err != nil {
 		return nil, err
 	}

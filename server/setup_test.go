@@ -131,17 +131,30 @@ func setupOn(t testing.TB, template func() (string, error), opts ...func(*server
 }
 
 // key creates a key for a member (created when new) and remembers the full
-// key so tests can look for it where it must never appear.
+// key so tests can look for it where it must never appear. A user member
+// gets the email member@example.test; an agent acts for the human
+// "member-human", created with the owner role when absent, so the agent's
+// own role is what limits it.
 func (e *env) key(t testing.TB, member, role, kind string, expires *time.Time) (string, store.Key) {
 	t.Helper()
 	full, prefix, hash, err := server.NewKeySecret(bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := e.db.CreateKey(context.Background(), store.NewKey{
+	nk := store.NewKey{
 		WorkspaceID: e.ws.ID, MemberName: member, Kind: kind, Role: role, Name: member,
 		Prefix: prefix, Hash: hash, ExpiresAt: expires,
-	})
+	}
+	switch kind {
+	case store.KindUser:
+		nk.Email = member + "@example.test"
+	case store.KindAgent:
+		nk.OwnerName = member + "-human"
+		if !e.hasMember(t, nk.OwnerName) {
+			e.key(t, nk.OwnerName, "owner", store.KindUser, nil)
+		}
+	}
+	k, err := e.db.CreateKey(context.Background(), nk)
 	if err != nil {
 		t.Fatalf("create key: %v", err)
 	}
@@ -149,6 +162,21 @@ func (e *env) key(t testing.TB, member, role, kind string, expires *time.Time) (
 	e.keys = append(e.keys, full)
 	e.mu.Unlock()
 	return full, k
+}
+
+// hasMember reports whether the workspace has a member of this name.
+func (e *env) hasMember(t testing.TB, name string) bool {
+	t.Helper()
+	members, err := e.db.Members(context.Background(), e.ws.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // client returns an initialized MCP client over HTTP presenting key.

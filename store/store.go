@@ -38,7 +38,11 @@ type Member struct {
 	Kind        string `json:"kind"`
 	Role        string `json:"role"`
 	// OwnerID is the human member an agent acts for; empty for users.
-	OwnerID   string    `json:"owner_id,omitempty"`
+	OwnerID string `json:"owner_id,omitempty"`
+	// Email identifies the person behind a user member: one member per
+	// person and workspace. It is stored lowercased; empty for agents and
+	// for users created before emails were recorded.
+	Email     string    `json:"email,omitempty"`
 	Groups    []string  `json:"groups,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
@@ -84,8 +88,12 @@ type NewKey struct {
 	MemberName  string
 	Kind        string
 	Role        string
-	// OwnerName is the human an agent key acts for, when known.
+	// OwnerName is the user member an agent key acts for; required for
+	// agent keys.
 	OwnerName string
+	// Email identifies the person behind a new user member; required when
+	// the member is created, unique per workspace regardless of case.
+	Email     string
 	Name      string
 	Prefix    string
 	Hash      []byte
@@ -304,8 +312,10 @@ type Store interface {
 	EnsureWorkspace(ctx context.Context, name string, builtIn []Role) (Workspace, error)
 
 	// CreateKey stores a key (finding or creating its member). It returns
-	// ErrInvalid for an unknown role or kind and ErrConflict when the member
-	// exists with another role or kind.
+	// ErrInvalid for an unknown role or kind, an agent key without an owner
+	// that is a user member, or a new user member without an email; and
+	// ErrConflict when the member exists with another role, kind or owner,
+	// or the email belongs to another member.
 	CreateKey(ctx context.Context, k NewKey) (Key, error)
 	// KeyByPrefix returns the key with this lookup prefix, including revoked
 	// and expired ones, with its hash.
@@ -426,7 +436,9 @@ type Store interface {
 	DeleteAccessFilter(ctx context.Context, workspaceID, id string) error
 	// AccessFiltersFor returns the filters that apply to a principal: those
 	// of the groups in p.Groups and of the groups the member is in now, so
-	// a stale principal never sees more rows than the store allows.
+	// a stale principal never sees more rows than the store allows; for an
+	// agent also those of its human's groups, so it never sees more rows
+	// than the human it acts for.
 	AccessFiltersFor(ctx context.Context, p Principal) ([]AccessFilter, error)
 
 	// ApplyPolicySet makes ps the workspace's active policy set; an empty

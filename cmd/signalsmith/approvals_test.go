@@ -49,9 +49,10 @@ func TestApprovalsCommands(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	agent := createKeyJSON(t, dir, "--name", "bot", "--role", "member", "--kind", "agent", "--owner", "")
-	admin := createKeyJSON(t, dir, "--name", "boss", "--role", "admin")
-	member := createKeyJSON(t, dir, "--name", "mia", "--role", "member")
+	createKeyJSON(t, dir, "--name", "hana", "--role", "member", "--email", "hana@example.test")
+	agent := createKeyJSON(t, dir, "--name", "bot", "--role", "member", "--kind", "agent", "--owner", "hana")
+	admin := createKeyJSON(t, dir, "--name", "boss", "--role", "admin", "--email", "boss@example.test")
+	member := createKeyJSON(t, dir, "--name", "mia", "--role", "member", "--email", "mia@example.test")
 	if err := sqlite.GenerateDemo(ctx, filepath.Join(dir, "warehouse"), sqlite.DemoOptions{Scale: 100}); err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func readExport(t *testing.T, data []byte) []store.AuditEvent {
 func TestAuditCommands(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	out, _, err := run(t, dir, "keys", "create", "--name", "alice", "--role", "admin", "--json")
+	out, _, err := run(t, dir, "keys", "create", "--name", "alice", "--role", "admin", "--email", "alice@example.test", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestNoSecretReachesStorageExportsOrLogs(t *testing.T) {
 	d := startDemo(t, dir, freeAddr(t), "--scale", "100")
 	addr, stderr := d.addr, d.stderr
 	ownerKey, agentKey := d.ownerKey(t), d.agentKey(t)
-	out, _, err := run(t, dir, "keys", "create", "--name", "ci-bot", "--role", "member", "--kind", "agent", "--json")
+	out, _, err := run(t, dir, "keys", "create", "--name", "ci-bot", "--role", "member", "--kind", "agent", "--owner", "demo-owner", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestApprovalQueueInBrowser(t *testing.T) {
 	d := startDemo(t, dir, freeAddr(t), "--scale", "300")
 	base := "http://" + d.addr
 	agentKey := d.agentKey(t)
-	admin := createKeyJSON(t, dir, "--name", "ada", "--role", "admin")
+	admin := createKeyJSON(t, dir, "--name", "ada", "--role", "admin", "--email", "ada@example.com")
 
 	// The agent creates a scratch model, then asks to delete it: deletes
 	// by an AI wait for a human under the default policies.

@@ -45,7 +45,8 @@ func (m *Main) keysCreate(ctx context.Context, args []string) error {
 	name := fs.String("name", "", "member the key authenticates (created if new)")
 	role := fs.String("role", "", "role of a new member: owner, admin, member or a custom role")
 	kind := fs.String("kind", store.KindUser, "user (a human) or agent")
-	owner := fs.String("owner", "", "for an agent key: the human member it acts for")
+	owner := fs.String("owner", "", "for an agent key (required): the user member it acts for")
+	email := fs.String("email", "", "for a new user member (required): the person's email, unique in the workspace")
 	expires := fs.Duration("expires", 0, "lifetime of the key, e.g. 720h (default: no expiry)")
 	asJSON := fs.Bool("json", false, `print {"id","prefix","key"} as JSON`)
 	if pos, err := parseFlags(fs, args); err != nil || len(pos) > 0 {
@@ -53,6 +54,10 @@ func (m *Main) keysCreate(ctx context.Context, args []string) error {
 	}
 	if *name == "" || *role == "" {
 		fmt.Fprintln(m.Stderr, "keys create needs --name and --role")
+		return errUsage
+	}
+	if *kind == store.KindAgent && *owner == "" {
+		fmt.Fprintln(m.Stderr, "an agent key needs --owner NAME: the user member it acts for (an agent never exceeds its human)")
 		return errUsage
 	}
 	if *expires < 0 {
@@ -64,7 +69,7 @@ func (m *Main) keysCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	k, key, err := createKey(ctx, db, ws, store.SourceCLI, store.NewKey{
-		WorkspaceID: ws.ID, MemberName: *name, Kind: *kind, Role: *role, OwnerName: *owner, Name: *name,
+		WorkspaceID: ws.ID, MemberName: *name, Kind: *kind, Role: *role, OwnerName: *owner, Email: *email, Name: *name,
 	}, *expires)
 	if err != nil {
 		return err

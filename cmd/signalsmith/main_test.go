@@ -41,7 +41,7 @@ func run(t *testing.T, dataDir string, args ...string) (string, string, error) {
 func TestKeysCommands(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	out, _, err := run(t, dir, "keys", "create", "--name", "alice", "--role", "admin", "--json")
+	out, _, err := run(t, dir, "keys", "create", "--name", "alice", "--role", "admin", "--email", "alice@example.test", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}

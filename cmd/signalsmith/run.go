@@ -23,7 +23,7 @@ const usage = `Usage: signalsmith [--data-dir DIR] COMMAND [ARGS]
 
 Commands:
   serve [--demo] [--http ADDR] [--stdio] [--scale N]   run the MCP server
-  keys create --name N --role R [--kind user|agent] [--owner NAME] [--expires 720h] [--json]
+  keys create --name N --role R [--kind user --email E | --kind agent --owner NAME] [--expires 720h] [--json]
   keys list [--json] | keys revoke ID | keys rotate ID [--json]
   audit tail [-n 20] [--json]                          show the latest audit events
   audit verify [--json]                                check the hash chain in the store and the warehouse copy

@@ -297,12 +297,14 @@ func (m *Main) prepareDemo(ctx context.Context, db *sqlite.DB, ws store.Workspac
 	}
 	_, ownerKey, err := createKey(ctx, db, ws, store.SourceSystem, store.NewKey{
 		WorkspaceID: ws.ID, MemberName: "demo-owner", Kind: store.KindUser, Role: "owner", Name: "demo owner",
+		Email: "demo-owner@example.com",
 	}, 0)
 	if err != nil {
 		return err
 	}
 	_, agentKey, err := createKey(ctx, db, ws, store.SourceSystem, store.NewKey{
 		WorkspaceID: ws.ID, MemberName: "demo-agent", Kind: store.KindAgent, Role: "member", Name: "demo agent",
+		OwnerName: "demo-owner",
 	}, 0)
 	if err != nil {
 		return err

@@ -149,7 +149,9 @@ func (d *DB) ListAccessFilters(ctx context.Context, workspaceID string) ([]store
 // AccessFiltersFor returns the access filters of the groups in p.Groups
 // and of the groups p.MemberID is in now, in p's workspace: the union of
 // both, so neither a stale principal nor a membership change made during
-// the call lets a query see more rows. A store error is returned as is:
+// the call lets a query see more rows. For an agent it adds the filters of
+// the groups its human is in (DESIGN.md principle 5): filters combine with
+// AND, so the agent sees only rows both it and its human may see. A store error is returned as is:
 // the caller must not run the query without filters then.
 func (d *DB) AccessFiltersFor(ctx context.Context, p store.Principal) ([]store.AccessFilter, error) {
 	groups, err := json.Marshal(p.Groups)
@@ -159,11 +161,15 @@ func (d *DB) AccessFiltersFor(ctx context.Context, p store.Principal) ([]store.A
 	if p.Groups == nil {
 		groups = []byte("[]")
 	}
+	// An agent's human is the owner the principal names and the one the
+	// store names now: both, so neither a stale principal nor a stale
+	// store read lets the agent see more than its human.
 	return d.accessFilters(ctx, "access filters for "+p.MemberID, `SELECT `+accessFilterColumns+`
 		WHERE f.workspace_id = ? AND (
-			f.group_id IN (SELECT group_id FROM group_members WHERE workspace_id = ? AND member_id = ?)
+			f.group_id IN (SELECT group_id FROM group_members WHERE workspace_id = ? AND (member_id = ? OR member_id = ?
+				OR member_id = (SELECT owner_member_id FROM members WHERE workspace_id = ? AND id = ?)))
 			OR g.name IN (SELECT value FROM json_each(?)))
-		ORDER BY f.table_name, f.id`, p.WorkspaceID, p.WorkspaceID, p.MemberID, string(groups))
+		ORDER BY f.table_name, f.id`, p.WorkspaceID, p.WorkspaceID, p.MemberID, p.OwnerID, p.WorkspaceID, p.MemberID, string(groups))
 }
 
 func (d *DB) accessFilters(ctx context.Context, op, query string, args ...any) ([]store.AccessFilter, error) {

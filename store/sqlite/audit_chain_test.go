@@ -65,7 +65,7 @@ func TestAuditChainUnderConcurrentWriters(t *testing.T) {
 			ctx, _ := store.WithPendingAudit(b.ctx, ev, nil)
 			prefix := newPrefix(t)
 			_, err := b.db.CreateKey(ctx, store.NewKey{WorkspaceID: b.ws.ID, MemberName: fmt.Sprintf("m%d", w), Kind: store.KindUser,
-				Role: "member", Prefix: prefix, Hash: fakeHash(prefix)})
+				Role: "member", Email: fmt.Sprintf("m%d@example.test", w), Prefix: prefix, Hash: fakeHash(prefix)})
 			errs <- err
 		})
 	}

@@ -23,6 +23,12 @@
 //   - Every role, member or group change bumps one rbac_version counter in
 //     the same transaction; Principal returns it read in the same query as
 //     the key, member and groups.
+//   - Members (migration 0011): every agent key names its owner, a user
+//     member (CreateKey refuses one without, ErrInvalid); an agent member
+//     from an older database without an owner is kept, and takes one when
+//     a key is next created for it with an owner. A new user member needs
+//     an email, stored lowercased and unique per workspace (a unique index
+//     with NOCASE), so one person is one member.
 //   - A key's last use is written at most once a minute per key, in the
 //     background: authentication never waits on a write.
 //   - Rotating a key (ReplaceKey) keeps the old key's expiry: rotation
@@ -82,7 +88,8 @@
 //   - Access filters (access_filters, migration 0003) belong to a group by
 //     id; PutAccessFilter creates a missing group as AddToGroup does.
 //     AccessFiltersFor takes the union of the principal's groups and the
-//     member's groups of now, so a filter never lapses mid-call.
+//     member's groups of now, so a filter never lapses mid-call, and for an
+//     agent its human's groups too.
 //
 // # Embedded warehouse
 //

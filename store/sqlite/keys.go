@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/mail"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/signalsmith/agent-server/store"
@@ -37,13 +39,20 @@ func scanKey(s interface{ Scan(...any) error }) (store.Key, error) {
 }
 
 // CreateKey stores a new key for the member k.MemberName, creating the
-// member (with k.Role and k.Kind, and for an agent the owner k.OwnerName)
-// when the workspace has none of that name. The key's name defaults to the
-// member's. It returns ErrInvalid for a bad field, an unknown role or kind,
-// an owner that is not a user member, or an expiry in the past; ErrConflict
-// when the member exists with another role, kind or owner, or the prefix is
-// taken; ErrNotFound for an unknown workspace. The returned key carries no
-// hash.
+// member (with k.Role and k.Kind, for a user the email k.Email, for an agent
+// the owner k.OwnerName) when the workspace has none of that name. Every
+// agent key names its owner, a user member: an agent acts for one human
+// (DESIGN.md section 3). A user member is one person, known by an email
+// unique in the workspace regardless of case. An existing agent without an
+// owner (from before owners were required) takes k.OwnerName as its owner,
+// and an existing user without an email takes k.Email. The key's name
+// defaults to the member's. It returns ErrInvalid for a bad field, an
+// unknown role or kind, an agent key without an owner, an owner that is not
+// a user member, an email on an agent key, a new user member without an
+// email, or an expiry in the past; ErrConflict when the member exists with
+// another role, kind, owner or email, when the email belongs to another
+// member, or the prefix is taken; ErrNotFound for an unknown workspace. The
+// returned key carries no hash.
 func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) {
 	op := fmt.Sprintf("create key for %q", nk.MemberName)
 	if err := checkName(op, "member name", nk.MemberName); err != nil {
@@ -57,6 +66,16 @@ func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) 
 	}
 	if nk.OwnerName != "" && nk.Kind != store.KindAgent {
 		return store.Key{}, invalid(op, "owner", "is only for agent keys")
+	}
+	if nk.OwnerName == "" && nk.Kind == store.KindAgent {
+		return store.Key{}, invalid(op, "owner", "is required for an agent key: name the user member it acts for")
+	}
+	if nk.Email != "" && nk.Kind != store.KindUser {
+		return store.Key{}, invalid(op, "email", "is only for user keys")
+	}
+	email, err := normalEmail(op, nk.Email)
+	if err != nil {
+		return store.Key{}, err
 	}
 	if nk.Name == "" {
 		nk.Name = nk.MemberName
@@ -76,7 +95,7 @@ func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) 
 	}
 
 	var k store.Key
-	err := d.inTx(ctx, func(tx *sql.Tx) error {
+	err = d.inTx(ctx, func(tx *sql.Tx) error {
 		if err := checkWorkspace(ctx, tx, op, nk.WorkspaceID); err != nil {
 			return err
 		}
@@ -97,16 +116,23 @@ func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) 
 			ownerID = sql.NullString{String: id, Valid: true}
 		}
 
-		var memberID, kind, role, owner string
-		err := tx.QueryRowContext(ctx, `SELECT id, kind, role, COALESCE(owner_member_id, '') FROM members
-			WHERE workspace_id = ? AND name = ?`, nk.WorkspaceID, nk.MemberName).Scan(&memberID, &kind, &role, &owner)
+		var memberID, kind, role, owner, memberEmail string
+		err := tx.QueryRowContext(ctx, `SELECT id, kind, role, COALESCE(owner_member_id, ''), COALESCE(email, '') FROM members
+			WHERE workspace_id = ? AND name = ?`, nk.WorkspaceID, nk.MemberName).Scan(&memberID, &kind, &role, &owner, &memberEmail)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
+			if nk.Kind == store.KindUser && email == "" {
+				return invalid(op, "email", "is required for a new user member: it makes one person one member")
+			}
+			if err := checkEmailFree(ctx, tx, op, nk.WorkspaceID, email); err != nil {
+				return err
+			}
 			if memberID, err = newID(prefixMember); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO members (id, workspace_id, name, kind, role, owner_member_id, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`, memberID, nk.WorkspaceID, nk.MemberName, nk.Kind, nk.Role, ownerID, now); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO members (id, workspace_id, name, kind, role, owner_member_id, email, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, memberID, nk.WorkspaceID, nk.MemberName, nk.Kind, nk.Role, ownerID,
+				sql.NullString{String: email, Valid: email != ""}, now); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
 			if err := bumpRBAC(ctx, tx); err != nil {
@@ -118,8 +144,26 @@ func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) 
 			return fmt.Errorf("%s: member is a %s, not a %s: %w", op, kind, nk.Kind, store.ErrConflict)
 		case role != nk.Role:
 			return fmt.Errorf("%s: member has role %q, not %q: %w", op, role, nk.Role, store.ErrConflict)
-		case ownerID.Valid && owner != ownerID.String:
+		case ownerID.Valid && owner != "" && owner != ownerID.String:
 			return fmt.Errorf("%s: agent acts for another member than %q: %w", op, nk.OwnerName, store.ErrConflict)
+		case email != "" && memberEmail != "" && memberEmail != email:
+			return fmt.Errorf("%s: member has another email: %w", op, store.ErrConflict)
+		case ownerID.Valid && owner == "":
+			// An agent from before owners were required: its calls are
+			// denied until it has one, so naming one now is how it is fixed.
+			if _, err := tx.ExecContext(ctx, `UPDATE members SET owner_member_id = ? WHERE id = ?`, ownerID, memberID); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			if err := bumpRBAC(ctx, tx); err != nil {
+				return err
+			}
+		case email != "" && memberEmail == "":
+			if err := checkEmailFree(ctx, tx, op, nk.WorkspaceID, email); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE members SET email = ? WHERE id = ?`, email, memberID); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
 		}
 
 		id, err := newID(prefixKey)
@@ -141,6 +185,39 @@ func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) 
 	}
 	k.Hash = nil
 	return k, nil
+}
+
+// normalEmail returns a user member's email as stored: a bare address
+// (no display name, no surrounding spaces, at most 254 bytes) lowercased,
+// so that one address in two cases is one person. Empty stays empty.
+func normalEmail(op, email string) (string, error) {
+	if email == "" {
+		return "", nil
+	}
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Name != "" || addr.Address != email || len(email) > 254 {
+		return "", invalid(op, "email", "%q is not a plain email address such as ada@example.com", email)
+	}
+	return strings.ToLower(email), nil
+}
+
+// checkEmailFree returns ErrConflict when another member of the workspace
+// has the (normalized) email. The unique index holds it too; this check
+// gives the reason.
+func checkEmailFree(ctx context.Context, tx *sql.Tx, op, workspaceID, email string) error {
+	if email == "" {
+		return nil
+	}
+	var name string
+	err := tx.QueryRowContext(ctx, `SELECT name FROM members WHERE workspace_id = ? AND email = ? COLLATE NOCASE`,
+		workspaceID, email).Scan(&name)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: email %q is already member %q's: one person is one member: %w", op, email, name, store.ErrConflict)
 }
 
 // insertKey inserts one key row; a taken prefix is ErrConflict.

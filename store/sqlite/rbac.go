@@ -324,13 +324,13 @@ func (d *DB) DeleteRole(ctx context.Context, workspaceID, name string) error {
 
 // memberColumns selects a member (alias m) with its group names as a JSON
 // array; scanMember reads them.
-const memberColumns = `m.id, m.workspace_id, m.name, m.kind, m.role, COALESCE(m.owner_member_id, ''), m.created_at,
+const memberColumns = `m.id, m.workspace_id, m.name, m.kind, m.role, COALESCE(m.owner_member_id, ''), COALESCE(m.email, ''), m.created_at,
 	(SELECT json_group_array(g.name) FROM group_members gm JOIN groups g ON g.id = gm.group_id WHERE gm.member_id = m.id)`
 
 func scanMember(s interface{ Scan(...any) error }) (store.Member, error) {
 	var m store.Member
 	var groups string
-	if err := s.Scan(&m.ID, &m.WorkspaceID, &m.Name, &m.Kind, &m.Role, &m.OwnerID, &m.CreatedAt, &groups); err != nil {
+	if err := s.Scan(&m.ID, &m.WorkspaceID, &m.Name, &m.Kind, &m.Role, &m.OwnerID, &m.Email, &m.CreatedAt, &groups); err != nil {
 		return store.Member{}, err
 	}
 	g, err := groupNames(groups)

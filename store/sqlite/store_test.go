@@ -126,11 +126,24 @@ func createKey(t *testing.T, b *bundle, nk store.NewKey) store.Key {
 	if nk.Hash == nil {
 		nk.Hash = fakeHash(nk.Prefix)
 	}
+	if nk.Email == "" && nk.Kind == store.KindUser {
+		nk.Email = testEmail(nk.MemberName)
+	}
 	k, err := b.db.CreateKey(b.ctx, nk)
 	if err != nil {
 		t.Fatalf("create key for %s: %v", nk.MemberName, err)
 	}
 	return k
+}
+
+// testEmail is the email a test's user member gets unless it names one.
+func testEmail(member string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(member)) + "@example.test"
 }
 
 func wantErr(t *testing.T, err, want error) {
@@ -498,7 +511,7 @@ func TestCreateKeyRejects(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	createKey(t, b, store.NewKey{MemberName: "ada", Role: "admin"})
-	createKey(t, b, store.NewKey{MemberName: "bot", Role: "member", Kind: store.KindAgent})
+	createKey(t, b, store.NewKey{MemberName: "bot", Role: "member", Kind: store.KindAgent, OwnerName: "ada"})
 	taken := createKey(t, b, store.NewKey{MemberName: "cy", Role: "member"})
 	if err := b.db.PutRole(b.ctx, store.Role{WorkspaceID: b.other.ID, Name: "auditor", Permissions: []string{"audit.read"}}); err != nil {
 		t.Fatal(err)
@@ -519,8 +532,13 @@ func TestCreateKeyRejects(t *testing.T) {
 		{"owner unknown", store.NewKey{MemberName: "agent", Role: "member", Kind: store.KindAgent, OwnerName: "nobody"}, store.ErrInvalid},
 		{"owner is an agent", store.NewKey{MemberName: "agent", Role: "member", Kind: store.KindAgent, OwnerName: "bot"}, store.ErrInvalid},
 		{"owner on a user key", store.NewKey{MemberName: "new", Role: "member", OwnerName: "ada"}, store.ErrInvalid},
+		{"agent without an owner", store.NewKey{MemberName: "agent", Role: "member", Kind: store.KindAgent}, store.ErrInvalid},
+		{"email on an agent key", store.NewKey{MemberName: "agent", Role: "member", Kind: store.KindAgent, OwnerName: "ada", Email: "agent@example.test"}, store.ErrInvalid},
+		{"malformed email", store.NewKey{MemberName: "new", Role: "member", Email: "not an email"}, store.ErrInvalid},
+		{"email of another member", store.NewKey{MemberName: "new", Role: "member", Email: "ADA@example.test"}, store.ErrConflict},
+		{"existing member, other email", store.NewKey{MemberName: "ada", Role: "admin", Email: "ada@elsewhere.test"}, store.ErrConflict},
 		{"existing member, other role", store.NewKey{MemberName: "ada", Role: "member"}, store.ErrConflict},
-		{"existing member, other kind", store.NewKey{MemberName: "ada", Role: "admin", Kind: store.KindAgent}, store.ErrConflict},
+		{"existing member, other kind", store.NewKey{MemberName: "ada", Role: "admin", Kind: store.KindAgent, OwnerName: "cy"}, store.ErrConflict},
 		{"prefix taken", store.NewKey{MemberName: "new", Role: "member", Prefix: taken.Prefix}, store.ErrConflict},
 		{"unknown workspace", store.NewKey{WorkspaceID: "ws_nope", MemberName: "new", Role: "member"}, store.ErrNotFound},
 	}
@@ -538,6 +556,9 @@ func TestCreateKeyRejects(t *testing.T) {
 			}
 			if nk.Hash == nil {
 				nk.Hash = fakeHash(nk.Prefix)
+			}
+			if nk.Email == "" && nk.Kind == store.KindUser && nk.MemberName != "" {
+				nk.Email = testEmail(nk.MemberName)
 			}
 			before := counts(t, b)
 			v := version(t, b)
@@ -568,12 +589,16 @@ func TestAgentKeyOwner(t *testing.T) {
 	if p.Kind != store.KindAgent || p.OwnerID != human.MemberID {
 		t.Errorf("agent principal = %+v, want kind agent owned by %s", p, human.MemberID)
 	}
-	// The same agent with another owner is a conflict, without one it is fine.
+	// The same agent with another owner is a conflict, without one it is
+	// refused; with the same owner it gets another key.
 	createKey(t, b, store.NewKey{MemberName: "bob", Role: "member"})
 	_, err = b.db.CreateKey(b.ctx, store.NewKey{WorkspaceID: b.ws.ID, MemberName: "ada's assistant", Role: "member",
 		Kind: store.KindAgent, OwnerName: "bob", Prefix: newPrefix(t), Hash: []byte("h")})
 	wantErr(t, err, store.ErrConflict)
-	createKey(t, b, store.NewKey{MemberName: "ada's assistant", Role: "member", Kind: store.KindAgent})
+	_, err = b.db.CreateKey(b.ctx, store.NewKey{WorkspaceID: b.ws.ID, MemberName: "ada's assistant", Role: "member",
+		Kind: store.KindAgent, Prefix: newPrefix(t), Hash: []byte("h")})
+	wantErr(t, err, store.ErrInvalid)
+	createKey(t, b, store.NewKey{MemberName: "ada's assistant", Role: "member", Kind: store.KindAgent, OwnerName: "ada"})
 }
 
 func TestReplaceKey(t *testing.T) {
@@ -648,7 +673,7 @@ func TestLastUsed(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, err := db.CreateKey(ctx, store.NewKey{WorkspaceID: ws.ID, MemberName: "ada", Kind: store.KindUser, Role: "admin",
-		Prefix: "ss_lastused", Hash: []byte("h")})
+		Email: "ada@example.test", Prefix: "ss_lastused", Hash: []byte("h")})
 	if err != nil {
 		t.Fatal(err)
 	}

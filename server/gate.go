@@ -224,6 +224,8 @@ func rawArgs(req mcp.CallToolRequest) json.RawMessage {
 func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time, t tools.Tool, call *tools.Call, raw json.RawMessage, v verdict) *mcp.CallToolResult {
 	args, facts, pins, refused := g.pin(ctx, ev, t, call, raw, v)
 	if refused != "" {
+		// A call that cannot run does not go on: it uses no budget.
+		g.guard.refund(ctx, &v, ev.RequestID)
 		ev.Decision, ev.Reason = store.DecisionFailed, guardrails.RedactString(refused)
 		if err := g.audit(ctx, ev, start); err != nil {
 			return mcp.NewToolResultError(internalMessage(ev.RequestID))
@@ -232,6 +234,7 @@ func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time,
 	}
 	a, err := g.guard.queue.Request(ctx, call.Principal, store.SourceAI, t.Spec.Name, args, v.Decision, facts, pins...)
 	if errors.Is(err, approvals.ErrArgsRefused) {
+		g.guard.refund(ctx, &v, ev.RequestID)
 		return g.deny(ctx, ev, start, err.Error(), "This call needs a human's approval and was not queued: "+err.Error()+".")
 	}
 	if err != nil {

@@ -154,5 +154,17 @@ func (g *Gate) Check(ctx context.Context, call *tools.Call, name string, raw jso
 	}
 	c.Effect, c.Rules, c.Reason, c.Suggestions = v.Effect, v.Rules, v.Reason, v.Suggestions
 	c.Facts, c.PolicyVersion = v.Facts, v.PolicyVersion
+	if v.Effect == guardrails.EffectRequireApproval && t.Resolve != nil {
+		// The call would be refused, not queued, if it cannot run: say so,
+		// as the call would.
+		if _, err := t.Resolve(ctx, target, raw); err != nil {
+			te, ok := tools.AsError(err)
+			if !ok {
+				return tools.Check{}, err
+			}
+			c.Effect, c.Rules, c.Reason = "cannot_run", nil, te.Msg
+			c.Suggestions = []string{"fix what the reason names; the call would be refused, not queued for a human"}
+		}
+	}
 	return c, nil
 }

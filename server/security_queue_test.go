@@ -12,7 +12,8 @@ import (
 // A call that cannot run is refused at once with the reason, never queued
 // for a human whose approval could only end in a failure.
 
-// queuePolicies send every deletion and every audience update to a human.
+// queuePolicies send every deletion and every audience update to a human,
+// and count AI writes.
 const queuePolicies = `policies:
   - id: ai-delete
     type: require_approval
@@ -26,7 +27,26 @@ const queuePolicies = `policies:
     operations: [update]
     sources: [AI]
     message: audience changes need a human's approval
+  - id: ai-write-rate
+    type: rate_limit
+    resources: ["*"]
+    operations: [create, update, delete]
+    sources: [AI]
+    limit: 30
+    window: 1h
+    scope: key
+    message: at most 30 AI writes an hour
 `
+
+// rateLimitUses counts the uses the rate limits have recorded.
+func (e *env) rateLimitUses(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := e.raw.QueryRow("SELECT count(*) FROM rate_limit_uses").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
 
 // audienceID returns the id of the seeded audience with this name.
 func (e *env) audienceID(t *testing.T, name string) string {
@@ -95,6 +115,21 @@ func TestCallsThatCannotRunAreNotQueued(t *testing.T) {
 			c := e.client(t, key)
 			args := tc.args(t, e, c)
 			before := e.counts(t)
+			uses := e.rateLimitUses(t)
+
+			// The dry run says it cannot run, as the call then does.
+			// (A call whose facts cannot be computed is an error already.)
+			if cres := call(t, c, "check_action", map[string]any{"tool": tc.tool, "arguments": args}); cres.IsError {
+				if !strings.Contains(text(cres), tc.want[0]) {
+					t.Errorf("check_action(%s %v) = %q, want it to say %q", tc.tool, args, text(cres), tc.want[0])
+				}
+			} else {
+				var check struct{ Effect, Reason string }
+				structured(t, cres, &check)
+				if check.Effect != "cannot_run" || !strings.Contains(check.Reason, tc.want[0]) {
+					t.Errorf("check_action(%s %v) = %+v, want cannot_run saying %q", tc.tool, args, check, tc.want[0])
+				}
+			}
 
 			res := call(t, c, tc.tool, args)
 			msg := text(res)
@@ -117,6 +152,10 @@ func TestCallsThatCannotRunAreNotQueued(t *testing.T) {
 				if want := before[table]; table != "audit_events" && n != want {
 					t.Errorf("%s: %d rows after the refusal, want %d", table, n, want)
 				}
+			}
+			// A refused call uses none of the write budget.
+			if n := e.rateLimitUses(t); n != uses {
+				t.Errorf("rate-limit uses went from %d to %d for a call that could not run", uses, n)
 			}
 			ev := e.lastAudit(t)
 			if ev.Tool != tc.tool || ev.Decision != store.DecisionFailed || ev.ApprovalID != "" || ev.ActorID != k.MemberID || ev.Reason == "" {

@@ -18,7 +18,7 @@ func governanceTools(d Deps) []Tool {
 	return []Tool{
 		{
 			Spec: mcp.NewTool("check_action", append(readOnly("Check whether an action is allowed"),
-				mcp.WithDescription("Dry run: given a tool name and its arguments, say what would happen if you called it (allow, require_approval, deny, rate_limited, or forbidden by your role), with the rules that fired, the reasons, what you could do instead, and the facts the decision used (sizes counted beyond your access filters are left out). Nothing runs and no rate limit is used. Call it before a write you are unsure about."),
+				mcp.WithDescription("Dry run: given a tool name and its arguments, say what would happen if you called it (allow, require_approval, deny, rate_limited, forbidden by your role, or cannot_run: refused at once because what it names is missing or in use), with the rules that fired, the reasons, what you could do instead, and the facts the decision used (sizes counted beyond your access filters are left out). Nothing runs and no rate limit is used. Call it before a write you are unsure about."),
 				mcp.WithInputSchema[checkActionArgs]())...),
 			Resource: "policy",
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {

@@ -137,6 +137,9 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 	if t.Write {
 		ev.Reason = "approved by " + a.DeciderName
 		hctx, pending = store.WithPendingAudit(hctx, ev, g.prepare(call, start))
+		// The pins are checked again inside the write's transaction, so a
+		// change racing the call cannot slip in after checkPins.
+		hctx = store.WithPins(hctx, a.Pins)
 	}
 	res, err := g.Handler(t)(hctx, mcp.CallToolRequest{Params: mcp.CallToolParams{Name: a.Tool, Arguments: a.Args}})
 	written := pending.Written()
@@ -146,6 +149,9 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 			// It changed nothing: the run does not use up a rate limit.
 			g.guard.refund(ctx, &v, ev.RequestID)
 		}
+	}
+	if errors.Is(err, store.ErrPinChanged) {
+		return "", written, errors.New("an object this call was approved for changed while it ran, so nothing was changed; ask again")
 	}
 	if err != nil {
 		g.log.Error("approved call failed", "approval", a.ID, "request_id", ev.RequestID, "err", err)

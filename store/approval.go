@@ -1,7 +1,9 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -100,4 +102,30 @@ type ApprovalFilter struct {
 	// CreatedBefore keeps approvals older than this, when set.
 	CreatedBefore time.Time
 	Limit         int
+}
+
+// ErrPinChanged means an object an approved call pinned changed after the
+// executor checked it and before the call's write committed: the store
+// refused the write, and nothing was changed.
+var ErrPinChanged = errors.New("an object the approval pinned changed")
+
+type pinsKey struct{}
+
+// WithPins returns a context whose store writes commit only while every
+// pin still holds: the store checks each pinned object's name and version
+// inside the write's own transaction, before it changes anything, and
+// refuses the write with an error wrapping ErrPinChanged otherwise. The
+// approval executor runs an approved call with its pins, so what a human
+// reviewed is what is written, even when another change races the call.
+func WithPins(ctx context.Context, pins []ApprovalPin) context.Context {
+	if len(pins) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, pinsKey{}, pins)
+}
+
+// PinsFrom returns the pins of ctx (WithPins), nil when none.
+func PinsFrom(ctx context.Context) []ApprovalPin {
+	pins, _ := ctx.Value(pinsKey{}).([]ApprovalPin)
+	return pins
 }

@@ -113,3 +113,54 @@ func approvalFor(b *bundle, pins []store.ApprovalPin) store.Approval {
 		ExpiresAt: time.Now().Add(time.Hour), Pins: pins,
 	}
 }
+
+// A write made with pins (store.WithPins) commits only while every pinned
+// object still has its pinned name and version, checked in the write's own
+// transaction: nothing of a refused write is stored, its pending audit
+// event included.
+func TestWritesWithStalePinsAreRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := createCatalog(t, b, b.ws.ID)
+	pin := store.ApprovalPin{Type: "model", ID: c.model.ID, Name: c.model.Name, Version: c.model.Version}
+	audPin := store.ApprovalPin{Type: "audience", ID: c.audience.ID, Name: c.audience.Name, Version: c.audience.Version}
+
+	// Another change lands after the pins were taken.
+	moved := c.model
+	moved.Description = "changed by someone else"
+	if _, err := b.db.UpdateModel(b.ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	for name, pins := range map[string][]store.ApprovalPin{
+		"stale version": {audPin, pin},
+		"other name":    {{Type: "model", ID: c.model.ID, Name: "someone else", Version: 2}},
+		"gone":          {{Type: "audience", ID: "aud_gone", Name: "x", Version: 1}},
+		"unknown kind":  {{Type: "sync", ID: c.sync.ID, Name: "x", Version: 1}},
+	} {
+		ev := store.AuditEvent{At: time.Now(), WorkspaceID: b.ws.ID, ActorType: "agent", ActorID: "mem_x", Source: store.SourceAI,
+			Action: "models.update", Tool: "update_model"}
+		ctx, pending := store.WithPendingAudit(store.WithPins(b.ctx, pins), &ev, nil)
+		next := moved
+		next.Description = "what the human approved"
+		if _, err := b.db.UpdateModel(ctx, next); !errors.Is(err, store.ErrPinChanged) {
+			t.Errorf("%s: update = %v, want ErrPinChanged", name, err)
+		}
+		if err := b.db.DeleteModel(ctx, b.ws.ID, c.model.ID); !errors.Is(err, store.ErrPinChanged) {
+			t.Errorf("%s: delete = %v, want ErrPinChanged", name, err)
+		}
+		if pending.Written() {
+			t.Errorf("%s: the refused write's audit event was recorded", name)
+		}
+	}
+	got, err := b.db.GetModel(b.ctx, b.ws.ID, c.model.ID)
+	if err != nil || got.Description != "changed by someone else" || got.Version != 2 {
+		t.Fatalf("after refused writes: %+v, %v", got, err)
+	}
+	// Pins that hold let the write through.
+	fresh := store.ApprovalPin{Type: "model", ID: got.ID, Name: got.Name, Version: got.Version}
+	next := got
+	next.Description = "approved"
+	if _, err := b.db.UpdateModel(store.WithPins(b.ctx, []store.ApprovalPin{audPin, fresh}), next); err != nil {
+		t.Fatalf("update with pins that hold: %v", err)
+	}
+}

@@ -303,6 +303,11 @@ func (d *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	// The transaction holds the write lock from its start (immediate), so
+	// pins checked here hold until it commits.
+	if err := checkPins(ctx, tx); err != nil {
+		return err
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}
@@ -316,6 +321,35 @@ func (d *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if rec != nil {
 		pending.MarkWritten(rec.e)
 		d.notifyAudit()
+	}
+	return nil
+}
+
+// checkPins refuses, with an error wrapping store.ErrPinChanged, a write
+// whose context pins objects (store.WithPins) one of which is gone, renamed
+// or at another version now.
+func checkPins(ctx context.Context, tx *sql.Tx) error {
+	for _, pin := range store.PinsFrom(ctx) {
+		var table string
+		switch pin.Type {
+		case "model":
+			table = "models"
+		case "audience":
+			table = "audiences"
+		default:
+			return fmt.Errorf("%s %s: unknown kind of pin: %w", pin.Type, pin.ID, store.ErrPinChanged)
+		}
+		var name string
+		var version int
+		err := tx.QueryRowContext(ctx, `SELECT name, version FROM `+table+` WHERE id = ?`, pin.ID).Scan(&name, &version)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("%s %s no longer exists: %w", pin.Type, pin.ID, store.ErrPinChanged)
+		case err != nil:
+			return fmt.Errorf("check pinned %s %s: %w", pin.Type, pin.ID, err)
+		case name != pin.Name || version != pin.Version:
+			return fmt.Errorf("%s %s is %q at version %d, not %q at version %d: %w", pin.Type, pin.ID, name, version, pin.Name, pin.Version, store.ErrPinChanged)
+		}
 	}
 	return nil
 }

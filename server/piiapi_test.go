@@ -2,29 +2,19 @@ package server_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/signalsmith/agent-server/server/servertest"
 	"github.com/signalsmith/agent-server/store"
 )
 
 // putPII sends PUT /api/v1/pii with key and body.
 func putPII(t *testing.T, e *env, key, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, e.http.URL+"/api/v1/pii", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	status, _, b := servertest.Send(t, http.MethodPut, e.http.URL+"/api/v1/pii", key, body)
+	return status, b
 }
 
 // emailLevel reads the classification of analytics.customers.email from

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/signalsmith/agent-server/server"
+	"github.com/signalsmith/agent-server/server/servertest"
 	"github.com/signalsmith/agent-server/store"
 )
 
@@ -309,26 +310,7 @@ func session(t *testing.T, e *env, key string) string {
 // also returns the response headers.
 func postHeaders(t *testing.T, url, key, body string, headers ...string) (int, http.Header, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	return servertest.Send(t, http.MethodPost, url, key, body, append([]string{"MCP-Protocol-Version", "2025-06-18"}, headers...)...)
 }
 
 // postFrom is post from another local address (Linux routes all of

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/signalsmith/agent-server/server/servertest"
 	"github.com/signalsmith/agent-server/store"
 )
 
@@ -459,24 +459,8 @@ func (e *env) counts(t *testing.T) map[string]int {
 
 func post(t *testing.T, url, key, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	if strings.HasPrefix(key, "Basic ") {
-		req.Header.Set("Authorization", key)
-	} else if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	status, _, b := servertest.Send(t, http.MethodPost, url, key, body)
+	return status, b
 }
 
 func readAll(t *testing.T, path string) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"database/sql"
 	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -107,7 +106,7 @@ func TestDemoAgentCannotWalkAroundTheGuardrails(t *testing.T) {
 
 	// Cause 7: a JSON-RPC batch mcp-go would drop unaudited.
 	before := auditCount(t, dir)
-	status, _ := postRaw(t, "http://"+d.addr+"/mcp", d.agentKey(t), `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`)
+	status, _, _ := servertest.Send(t, http.MethodPost, "http://"+d.addr+"/mcp", d.agentKey(t), `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`)
 	if status < 400 {
 		t.Errorf("a batch got %d", status)
 	}
@@ -146,24 +145,4 @@ func auditCount(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// postRaw posts body to url with key as a bearer key and returns the status
-// and the body of the answer.
-func postRaw(t *testing.T, url, key, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -82,4 +85,35 @@ func Text(res *mcp.CallToolResult) string {
 		}
 	}
 	return b.String()
+}
+
+// Send makes one HTTP request with a JSON body (and the Accept header MCP
+// clients send) and returns the status, the headers and the body of the
+// answer. key is sent as a bearer key, or as it is when it starts with
+// "Basic "; an empty key sends no Authorization header. headers are more
+// request headers: name, value, ...
+func Send(t testing.TB, method, url, key, body string, headers ...string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	switch {
+	case strings.HasPrefix(key, "Basic "):
+		req.Header.Set("Authorization", key)
+	case key != "":
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
 }

@@ -69,16 +69,16 @@ func (g *Gate) Execute(ctx context.Context, a store.Approval, source string) (st
 	return queue.Finish(context.WithoutCancel(ctx), a, ok, outcome)
 }
 
-// runApproved re-checks and runs the pinned call. Its error text is what
-// the approval's outcome says; it carries no internal detail. written
-// reports that the call's change was committed with its audit event (see
-// Gate): then ev is that event and must not be written again.
+// runApproved runs the pinned call through the gate's decision path
+// (evaluate, for the requester as they are now) and, when it allows the
+// call, through run, as a direct call would. Its error text is what the
+// approval's outcome says; it carries no internal detail. written reports
+// that the call's change was committed with its audit event (see Gate):
+// then ev is that event and must not be written again.
 func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.AuditEvent, start time.Time) (string, bool, error) {
-	t, ok := g.tools[a.Tool]
-	if !ok {
-		return "", false, fmt.Errorf("tool %s no longer exists", a.Tool)
+	if t, ok := g.tools[a.Tool]; ok {
+		ev.Action, ev.ResourceType = t.Permission, t.Resource
 	}
-	ev.Action, ev.ResourceType = t.Permission, t.Resource
 	k, err := g.store.KeyByPrefix(ctx, a.KeyPrefix)
 	if err != nil {
 		return "", false, errors.New("the requesting key no longer exists")
@@ -87,69 +87,19 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 	if err != nil {
 		return "", false, errors.New("the requesting key was revoked or expired, so the call did not run")
 	}
-	// CanDecide checked the approver against the pinned requester; check
-	// again against the requester as it is now, so no path (a resumed
-	// approval, a member changed since) lets a person approve their own
-	// call or their own agent's.
-	switch {
-	case actsForNobody(p):
-		return "", false, errors.New("the requesting agent key acts for no human, so the call did not run")
-	case a.DeciderID == "" || a.DeciderID == p.MemberID || a.DeciderID == p.OwnerID:
-		return "", false, errors.New("the approver is the requester or the human behind the requesting agent key, so the call did not run")
-	}
-	if t.Permission != "" {
-		acc, err := g.rbac.Authorize(ctx, p, t.Permission)
-		if err != nil {
-			g.log.Error("authorize approved call", "approval", a.ID, "err", err)
-			return "", false, errors.New("authorization could not be checked, so the call did not run")
-		}
-		if !acc.Allowed {
-			return "", false, fmt.Errorf("the requester may no longer do this (%s), so the call did not run", acc.Reason)
-		}
-	}
-	call := &tools.Call{Principal: p, Tool: t.Spec.Name}
-	if err := g.checkPins(ctx, t, call, a); err != nil {
-		return "", false, err
-	}
-	view := policyView(a.Args, a.Pins)
-	v, err := g.guard.decideAs(ctx, t, call, a.Source, a.Args, view, false)
-	ev.Rules = v.Rules
+	o, err := g.evaluate(ctx, request{principal: p, source: a.Source, tool: a.Tool, args: a.Args, mode: modeApproved, approval: &a, requestID: ev.RequestID})
 	if err != nil {
-		g.log.Error("guardrails for approved call", "approval", a.ID, "err", err)
+		g.log.Error("decide approved call", "approval", a.ID, "request_id", ev.RequestID, "err", err)
 	}
-	switch v.Effect {
-	case guardrails.EffectAllow:
-	case guardrails.EffectRequireApproval:
-		for _, r := range v.Rules {
-			if !slices.Contains(a.Rules, r) {
-				g.guard.refund(ctx, &v, ev.RequestID)
-				return "", false, fmt.Errorf("conditions changed since the request: %s now also applies, which this approval did not cover", r)
-			}
-		}
-	default:
-		return "", false, fmt.Errorf("conditions changed since the request: %s", v.Reason)
+	ev.Rules = o.verdict.Rules
+	if o.kind != allow {
+		return "", false, errors.New(o.message)
 	}
-	if err := g.checkFacts(ctx, t, call, a, view, v.Facts); err != nil {
-		return "", false, err
-	}
-	hctx := context.WithValue(ctx, callKey{}, call)
-	var pending *store.PendingAudit
-	if t.Write {
+	if o.tool.Write {
 		ev.Reason = "approved by " + a.DeciderName
-		hctx, pending = store.WithPendingAudit(hctx, ev, g.prepare(call, start))
-		// The pins are checked again inside the write's transaction, so a
-		// change racing the call cannot slip in after checkPins.
-		hctx = store.WithPins(hctx, a.Pins)
 	}
-	res, err := g.Handler(t)(hctx, mcp.CallToolRequest{Params: mcp.CallToolParams{Name: a.Tool, Arguments: a.Args}})
-	written := pending.Written()
-	if !written {
-		ev.ResourceID, ev.Result = call.ResourceID, call.Summary
-		if err != nil || res.IsError {
-			// It changed nothing: the run does not use up a rate limit.
-			g.guard.refund(ctx, &v, ev.RequestID)
-		}
-	}
+	req := mcp.CallToolRequest{Params: mcp.CallToolParams{Name: a.Tool, Arguments: a.Args}}
+	res, written, err := g.run(ctx, o, ev, start, a.Pins, g.Handler(o.tool), req)
 	if errors.Is(err, store.ErrPinChanged) {
 		return "", written, errors.New("an object this call was approved for changed while it ran, so nothing was changed; ask again")
 	}

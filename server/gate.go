@@ -31,14 +31,17 @@ import (
 // commits nothing (it failed, or changed nothing), the gate writes the
 // event afterwards as for a read.
 type Gate struct {
-	auth    *Authenticator
-	rbac    *guardrails.RBAC
-	store   store.Store
-	tools   map[string]tools.Tool
-	guard   *guard
-	log     *slog.Logger
-	now     func() time.Time
-	metrics *metrics
+	auth  *Authenticator
+	rbac  *guardrails.RBAC
+	store store.Store
+	tools map[string]tools.Tool
+	// warehouses binds the warehouse to each call's caller; without it a
+	// tool's queries are refused.
+	warehouses *tools.Warehouses
+	guard      *guard
+	log        *slog.Logger
+	now        func() time.Time
+	metrics    *metrics
 }
 
 // NewGate returns the gate for the given tools.
@@ -81,8 +84,11 @@ func (g *Gate) principal(ctx context.Context) (store.Principal, error) {
 
 type callKey struct{}
 
-// Middleware is the gate as an mcp-go tool middleware. It must be the
-// outermost middleware so nothing runs before authentication.
+// Middleware is the gate as an mcp-go tool middleware: it authenticates
+// the caller, decides the call (evaluate) and answers as decided: it runs
+// the tool (run), queues the call for a human, or refuses it, and audits
+// each outcome. It must be the outermost middleware so nothing runs before
+// authentication.
 func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := g.now()
@@ -101,55 +107,27 @@ func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerF
 			return g.authFailed(ctx, ev, start, err), nil
 		}
 		setActor(ev, p)
-		if actsForNobody(p) {
-			return g.deny(ctx, ev, start, "agent key acts for no human", ownerlessMessage), nil
-		}
-		if t.Permission != "" {
-			dec, err := g.rbac.Authorize(ctx, p, t.Permission)
-			if err != nil {
-				// Fail closed: no decision is a denial.
-				g.log.Error("authorize", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
-				return g.deny(ctx, ev, start, "authorization failed: "+err.Error(), internalMessage(ev.RequestID)), nil
-			}
-			if !dec.Allowed {
-				msg := fmt.Sprintf("Permission denied: %s. Ask a workspace admin for a role with %q, or use a tool your role permits (tools/list shows them).", dec.Reason, t.Permission)
-				return g.deny(ctx, ev, start, dec.Reason, msg), nil
-			}
-		}
-		call := &tools.Call{Principal: p, Tool: t.Spec.Name}
-		raw := rawArgs(req)
-		v, err := g.guard.decide(ctx, t, call, store.SourceAI, raw, false)
-		ev.Rules = v.Rules
-		if te, ok := tools.AsError(err); ok {
-			// The facts found a bad argument: the model should fix it.
-			ev.Decision, ev.Reason = store.DecisionFailed, guardrails.RedactString(te.Msg)
-			if err := g.audit(ctx, ev, start); err != nil {
-				return mcp.NewToolResultError(internalMessage(ev.RequestID)), nil
-			}
-			return mcp.NewToolResultError(te.Msg), nil
-		}
+		o, err := g.evaluate(ctx, request{principal: p, source: store.SourceAI, tool: t.Spec.Name, args: rawArgs(req), mode: modeCall, requestID: ev.RequestID})
 		if err != nil {
-			g.log.Error("guardrails", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
+			g.log.Error("decide call", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
 		}
-		switch v.Effect {
-		case guardrails.EffectAllow:
-		case guardrails.EffectRequireApproval:
-			return g.queue(ctx, ev, start, t, call, raw, v), nil
+		ev.Rules = o.verdict.Rules
+		switch o.kind {
+		case allow:
+		case queue:
+			return g.queue(ctx, ev, start, o), nil
+		case cannotRun:
+			// Refused before a human saw it; the message says why.
+			ev.ResourceID = o.call.ResourceID
+			return g.failed(ctx, ev, start, o.message), nil
+		case badArgument:
+			// The model should fix the call; nothing of it ran.
+			return g.failed(ctx, ev, start, o.message), nil
 		default:
-			return g.deny(ctx, ev, start, policyReason(v), deniedMessage(v)), nil
+			return g.deny(ctx, ev, start, o.reason, o.message), nil
 		}
-		hctx := context.WithValue(ctx, callKey{}, call)
-		var pending *store.PendingAudit
-		if t.Write {
-			hctx, pending = store.WithPendingAudit(hctx, ev, g.prepare(call, start))
-		}
-		res, err := next(hctx, req)
-		if !pending.Written() && (err != nil || res.IsError) {
-			// Refused by the tool or failed before changing anything: the
-			// call does not use up a rate limit.
-			g.guard.refund(ctx, &v, ev.RequestID)
-		}
-		if pending.Written() {
+		res, written, err := g.run(ctx, o, ev, start, nil, next, req)
+		if written {
 			// The event was committed with the change, as executed.
 			g.metrics.observe(ev, ev.Tool)
 			if err != nil {
@@ -158,8 +136,6 @@ func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerF
 			}
 			return res, nil
 		}
-		ev.ResourceID = call.ResourceID
-		ev.Result = call.Summary
 		switch {
 		case err != nil:
 			g.log.Error("tool failed", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
@@ -176,6 +152,339 @@ func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerF
 		}
 		return res, nil
 	}
+}
+
+// mode is the entry point a call reaches the decision path from.
+type mode int
+
+const (
+	// modeCall is a call an agent makes now (Middleware): rate limits
+	// count, and a call the policies send to a human is resolved and
+	// pinned for the queue.
+	modeCall mode = iota
+	// modeApproved is a call a human approved (Execute): the requester
+	// and the approver are checked again, every pin must hold, and only
+	// the require_approval rules the approval covers may fire.
+	modeApproved
+	// modeDryRun is check_action (Check): nothing is counted or queued.
+	modeDryRun
+)
+
+// say picks the words of a refusal for the entry point: what the model
+// reads for a call, the outcome an approval records, what check_action
+// reports.
+func (m mode) say(call, approved, dry string) string {
+	switch m {
+	case modeApproved:
+		return approved
+	case modeDryRun:
+		return dry
+	}
+	return call
+}
+
+// request is one call to decide.
+type request struct {
+	principal store.Principal
+	source    string
+	tool      string
+	args      json.RawMessage
+	mode      mode
+	// approval is what a human approved (modeApproved only).
+	approval *store.Approval
+	// requestID ties internal failures in messages to the log.
+	requestID string
+}
+
+// kind is what the decision path decided for a call.
+type kind int
+
+const (
+	// allow: run the tool.
+	allow kind = iota
+	// forbidden: the caller may not make the call (identity, RBAC).
+	forbidden
+	// deny: the guardrails refuse it, or (approved) no longer allow it.
+	deny
+	// queue: a human must approve it; the outcome holds what to pin.
+	queue
+	// cannotRun: refused before any human sees it: what it names is
+	// missing, blocked or changed.
+	cannotRun
+	// badArgument: an argument the model must fix (or an unknown tool).
+	badArgument
+)
+
+// outcome is what the decision path decided, with what it learned.
+type outcome struct {
+	kind kind
+	tool tools.Tool
+	// call is the call as the handler sees it: the principal, the
+	// warehouse bound to it, the facts. nil before RBAC allowed the call.
+	call *tools.Call
+	// verdict is the guardrails' decision with its rules and facts (a
+	// deny when they did not decide).
+	verdict verdict
+	// reason is the audit reason; message is what the caller reads (see
+	// mode.say); suggestions are check_action's for a forbidden call.
+	reason, message string
+	suggestions     []string
+	// For queue: the arguments with objects named by id, the facts
+	// decided on them and the objects with their versions the approval
+	// pins.
+	args  json.RawMessage
+	facts map[string]any
+	pins  []store.ApprovalPin
+}
+
+// evaluate is the one decision path of every call, whatever its entry
+// point (Middleware, Execute, Check): the tool, the caller's identity,
+// RBAC, the warehouse bound to the caller, for an approved call its pins,
+// then the guardrails (the tool's facts, the kill switch, the policies) and
+// what their effect means for the mode. A call evaluate allows then runs
+// through run. An error is an internal failure, logged by the caller
+// (check_action returns it): the outcome beside it refuses the call (fail
+// closed).
+func (g *Gate) evaluate(ctx context.Context, r request) (outcome, error) {
+	o := outcome{kind: deny, verdict: undecided()}
+	t, ok := g.tools[r.tool]
+	if !ok {
+		o.kind = badArgument
+		o.message = r.mode.say("Unknown tool: call tools/list to see the tools you may use.",
+			fmt.Sprintf("tool %s no longer exists", guardrails.RedactString(r.tool)),
+			fmt.Sprintf("unknown tool %q: call tools/list to see the tools you may use", guardrails.RedactString(r.tool)))
+		o.reason = guardrails.RedactString(o.message)
+		return o, nil
+	}
+	o.tool = t
+	p := r.principal
+
+	// Identity: an agent acts for a human; an approver is neither the
+	// requester nor the human behind it, checked against the requester as
+	// it is now, so no path (a resumed approval, a member changed since)
+	// lets a person approve their own call or their own agent's.
+	if actsForNobody(p) {
+		o.kind, o.reason = forbidden, "agent key acts for no human"
+		o.message = r.mode.say(ownerlessMessage, "the requesting agent key acts for no human, so the call did not run", ownerlessMessage)
+		return o, nil
+	}
+	if a := r.approval; r.mode == modeApproved && (a.DeciderID == "" || a.DeciderID == p.MemberID || a.DeciderID == p.OwnerID) {
+		o.kind, o.reason = forbidden, "the approver is the requester or the human behind the requesting agent key"
+		o.message = o.reason + ", so the call did not run"
+		return o, nil
+	}
+
+	// RBAC: the tool's permission, for the caller (and an agent's human).
+	if t.Permission != "" {
+		dec, err := g.rbac.Authorize(ctx, p, t.Permission)
+		if err != nil {
+			// Fail closed: no decision is a denial.
+			o.kind, o.reason = forbidden, "authorization failed: "+err.Error()
+			o.message = r.mode.say(internalMessage(r.requestID), "authorization could not be checked, so the call did not run", "")
+			return o, fmt.Errorf("authorize: %w", err)
+		}
+		if !dec.Allowed {
+			o.kind, o.reason = forbidden, dec.Reason
+			o.message = r.mode.say(
+				fmt.Sprintf("Permission denied: %s. Ask a workspace admin for a role with %q, or use a tool your role permits (tools/list shows them).", dec.Reason, t.Permission),
+				fmt.Sprintf("the requester may no longer do this (%s), so the call did not run", dec.Reason), dec.Reason)
+			o.suggestions = []string{fmt.Sprintf("ask a workspace admin for a role with %q", t.Permission)}
+			return o, nil
+		}
+	}
+
+	// From here on the tool may run for the caller: it gets the warehouse
+	// bound to them (access filters, limits, concurrency caps, masking).
+	o.call = &tools.Call{Principal: p, Tool: t.Spec.Name, Warehouse: g.warehouses.Bind(p)}
+
+	// An approved call acts on exactly the objects the human reviewed.
+	raw, view := r.args, r.args
+	if r.mode == modeApproved {
+		if err := g.checkPins(ctx, t, o.call, *r.approval); err != nil {
+			o.kind, o.message = cannotRun, err.Error()
+			o.reason = guardrails.RedactString(o.message)
+			return o, nil
+		}
+		view = policyView(r.approval.Args, r.approval.Pins)
+	}
+
+	// Guardrails: facts, the kill switch, the policies.
+	v, err := g.guardrails(ctx, t, o.call, r.source, raw, view, r.mode == modeDryRun)
+	o.verdict = v
+	if te, ok := tools.AsError(err); ok {
+		o.kind = badArgument
+		o.message = r.mode.say(te.Msg, "the call cannot run any more, so it did not run: "+te.Msg,
+			fmt.Sprintf("the arguments for %s are not valid: %s", t.Spec.Name, te.Msg))
+		o.reason = guardrails.RedactString(o.message)
+		return o, nil
+	}
+	if err != nil {
+		o.kind, o.reason = deny, policyReason(v)
+		o.message = r.mode.say(deniedMessage(v), "conditions changed since the request: "+v.Reason, "")
+		return o, fmt.Errorf("guardrails: %w", err)
+	}
+	switch v.Effect {
+	case guardrails.EffectAllow:
+	case guardrails.EffectRequireApproval:
+		if r.mode == modeApproved {
+			// The approval covers the rules it was created for, no other.
+			for _, rule := range v.Rules {
+				if !slices.Contains(r.approval.Rules, rule) {
+					return g.refused(ctx, r, o, deny, fmt.Sprintf("conditions changed since the request: %s now also applies, which this approval did not cover", rule)), nil
+				}
+			}
+			break
+		}
+		// A call that cannot run is refused, never queued; one that can is
+		// pinned as Resolve found it.
+		return g.pin(ctx, r, o)
+	default:
+		o.kind, o.reason = deny, policyReason(v)
+		o.message = r.mode.say(deniedMessage(v), "conditions changed since the request: "+v.Reason, v.Reason)
+		return o, nil
+	}
+
+	// An approved call runs only while the facts stay on the side of every
+	// threshold the human saw them on.
+	if r.mode == modeApproved {
+		if err := g.checkFacts(ctx, t, o.call, *r.approval, view, v.Facts); err != nil {
+			return g.refused(ctx, r, o, cannotRun, err.Error()), nil
+		}
+	}
+	o.kind = allow
+	return o, nil
+}
+
+// guardrails computes the call's facts (with the caller's bound
+// warehouse), reads the kill switch for an AI call that writes, and
+// decides the call with the active policies, which see the arguments as
+// view while the tool computes its facts from raw: an approval's pinned
+// arguments name objects by id, but its policies were written for, and
+// decided on, the names the agent gave. With dry set nothing is counted.
+// A *tools.Error from the facts is a bad argument the caller should fix;
+// any other error is returned beside a deny verdict (fail closed).
+func (g *Gate) guardrails(ctx context.Context, t tools.Tool, call *tools.Call, source string, raw, view json.RawMessage, dry bool) (verdict, error) {
+	v := undecided()
+	gd := g.guard
+	if gd == nil || gd.engine == nil {
+		return v, errors.New("no guardrail engine configured")
+	}
+	in := guardrails.Input{
+		Principal: call.Principal,
+		Source:    source,
+		Tool:      t.Spec.Name,
+		Resource:  t.Resource,
+		Operation: t.Operation(),
+	}
+	if len(view) > 0 {
+		// Arguments that are not an object reach the policies as none; the
+		// tool itself refuses them.
+		_ = json.Unmarshal(view, &in.Args)
+	}
+	if t.Facts != nil {
+		facts, err := t.Facts(ctx, call, raw)
+		if err != nil {
+			return v, fmt.Errorf("facts of %s: %w", t.Spec.Name, err)
+		}
+		in.Facts = facts
+		v.Facts = facts
+		call.Facts = facts
+	}
+	if source == store.SourceAI && in.Operation != "read" {
+		frozen, err := gd.store.WritesFrozen(ctx, call.Principal.WorkspaceID)
+		if err != nil {
+			return v, fmt.Errorf("read kill switch: %w", err)
+		}
+		in.WritesFrozen = frozen
+	}
+	var d guardrails.Decision
+	var err error
+	if dry {
+		d, err = gd.engine.DryRun(ctx, in)
+	} else {
+		d, err = gd.engine.Decide(ctx, in)
+	}
+	v.Decision = d
+	return v, err
+}
+
+// refused turns o into a refusal of kind k with message, after the
+// guardrails decided: the call does not go on, so it gives back the
+// rate-limit uses they counted.
+func (g *Gate) refused(ctx context.Context, r request, o outcome, k kind, message string) outcome {
+	g.guard.refund(ctx, &o.verdict, r.requestID)
+	o.kind, o.message, o.reason = k, message, guardrails.RedactString(message)
+	return o
+}
+
+// pin resolves what a call the policies send to a human names
+// (tools.Tool.Resolve): the arguments with objects named by id, the facts
+// and the objects with their versions an approval pins. For a call, the
+// facts are decided again on those arguments (the policies still see the
+// names the agent gave), so what the human reviews is about the objects
+// that will run. A call Resolve refuses cannot run (a dry run says so), and
+// neither can one whose decision changed in between; either gives its
+// rate-limit uses back.
+func (g *Gate) pin(ctx context.Context, r request, o outcome) (outcome, error) {
+	t, v := o.tool, o.verdict
+	if t.Resolve == nil {
+		o.kind, o.args, o.facts = queue, r.args, v.Facts
+		return o, nil
+	}
+	const notQueued = "This call cannot run, so it was not queued for approval: "
+	res, err := t.Resolve(ctx, o.call, r.args)
+	if te, ok := tools.AsError(err); ok {
+		return g.refused(ctx, r, o, cannotRun, r.mode.say(notQueued+te.Msg, "", te.Msg)), nil
+	}
+	if err != nil {
+		return g.refused(ctx, r, o, cannotRun, internalMessage(r.requestID)), fmt.Errorf("resolve call to queue: %w", err)
+	}
+	if r.mode == modeDryRun {
+		o.kind = queue
+		return o, nil
+	}
+	pinned := &tools.Call{Principal: o.call.Principal, Tool: o.call.Tool, Warehouse: o.call.Warehouse}
+	again, err := g.guardrails(ctx, t, pinned, r.source, res.Args, r.args, true)
+	if te, ok := tools.AsError(err); ok {
+		return g.refused(ctx, r, o, cannotRun, notQueued+te.Msg), nil
+	}
+	if err != nil {
+		return g.refused(ctx, r, o, cannotRun, internalMessage(r.requestID)), fmt.Errorf("guardrails of call to queue: %w", err)
+	}
+	if again.Effect != v.Effect || !slices.Equal(again.Rules, v.Rules) {
+		return g.refused(ctx, r, o, cannotRun, "The objects this call names changed while it was checked, so it was not queued for approval: look at them again (list_models, list_audiences) and repeat the call if it is still what you want."), nil
+	}
+	o.kind, o.args, o.facts, o.pins = queue, res.Args, again.Facts, res.Pins
+	return o, nil
+}
+
+// run runs a call evaluate allowed, through next (the handler behind the
+// rest of the middleware). A tool that writes carries ev into the store as
+// a pending audit event (store.WithPendingAudit), recorded with the change,
+// as executed; an approved call's pins are checked again in the write's
+// own transaction (store.WithPins), so a change racing the call cannot
+// slip in after the checks. A call that changed nothing and failed gives
+// its rate-limit uses back. written reports that ev was committed with the
+// change: then it must not be written again; otherwise ev has the call's
+// resource id and summary, and the caller records the outcome.
+func (g *Gate) run(ctx context.Context, o outcome, ev *store.AuditEvent, start time.Time, pins []store.ApprovalPin, next mcpserver.ToolHandlerFunc, req mcp.CallToolRequest) (*mcp.CallToolResult, bool, error) {
+	hctx := context.WithValue(ctx, callKey{}, o.call)
+	var pending *store.PendingAudit
+	if o.tool.Write {
+		hctx, pending = store.WithPendingAudit(hctx, ev, g.prepare(o.call, start))
+		hctx = store.WithPins(hctx, pins)
+	}
+	res, err := next(hctx, req)
+	written := pending.Written()
+	if !written {
+		ev.ResourceID, ev.Result = o.call.ResourceID, o.call.Summary
+		if err != nil || res.IsError {
+			// Refused by the tool or failed before changing anything: the
+			// call does not use up a rate limit.
+			g.guard.refund(ctx, &o.verdict, ev.RequestID)
+		}
+	}
+	return res, written, err
 }
 
 // Handler adapts a tool to mcp-go. It runs only inside the gate's
@@ -217,22 +526,12 @@ func rawArgs(req mcp.CallToolRequest) json.RawMessage {
 	return raw
 }
 
-// queue records a call the guardrails sent to a human and tells the agent
-// where it stands. Nothing of the call runs now. A call the tool's Resolve
-// says cannot run is refused instead, with the reason, and never queued;
-// otherwise the approval pins what Resolve found (see pin).
-func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time, t tools.Tool, call *tools.Call, raw json.RawMessage, v verdict) *mcp.CallToolResult {
-	args, facts, pins, refused := g.pin(ctx, ev, t, call, raw, v)
-	if refused != "" {
-		// A call that cannot run does not go on: it uses no budget.
-		g.guard.refund(ctx, &v, ev.RequestID)
-		ev.Decision, ev.Reason = store.DecisionFailed, guardrails.RedactString(refused)
-		if err := g.audit(ctx, ev, start); err != nil {
-			return mcp.NewToolResultError(internalMessage(ev.RequestID))
-		}
-		return mcp.NewToolResultError(refused)
-	}
-	a, err := g.guard.queue.Request(ctx, call.Principal, store.SourceAI, t.Spec.Name, args, v.Decision, facts, pins...)
+// queue records a call the guardrails sent to a human (o, as pin left
+// it) and tells the agent where it stands. Nothing of the call runs now.
+func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time, o outcome) *mcp.CallToolResult {
+	ev.ResourceID = o.call.ResourceID
+	v := o.verdict
+	a, err := g.guard.queue.Request(ctx, o.call.Principal, store.SourceAI, o.tool.Spec.Name, o.args, v.Decision, o.facts, o.pins...)
 	if errors.Is(err, approvals.ErrArgsRefused) {
 		g.guard.refund(ctx, &v, ev.RequestID)
 		return g.deny(ctx, ev, start, err.Error(), "This call needs a human's approval and was not queued: "+err.Error()+".")
@@ -265,42 +564,6 @@ func (g *Gate) queue(ctx context.Context, ev *store.AuditEvent, start time.Time,
 		Content:           []mcp.Content{mcp.NewTextContent(q.Message), mcp.NewTextContent(string(data))},
 		StructuredContent: json.RawMessage(data),
 	}
-}
-
-// pin resolves what a call to be queued names (tools.Tool.Resolve): the
-// arguments with objects named by id, the facts and the objects with their
-// versions an approval pins. The facts are decided again on those
-// arguments (the policies still see the names the agent gave), so what the
-// human reviews is about the objects that will run.
-// refused, when not empty, is what the model reads instead: the call
-// cannot run, or something changed while it was checked, or the check
-// failed (an internal error, logged).
-func (g *Gate) pin(ctx context.Context, ev *store.AuditEvent, t tools.Tool, call *tools.Call, raw json.RawMessage, v verdict) (json.RawMessage, map[string]any, []store.ApprovalPin, string) {
-	if t.Resolve == nil {
-		return raw, v.Facts, nil, ""
-	}
-	res, err := t.Resolve(ctx, call, raw)
-	ev.ResourceID = call.ResourceID
-	if te, ok := tools.AsError(err); ok {
-		return nil, nil, nil, "This call cannot run, so it was not queued for approval: " + te.Msg
-	}
-	if err != nil {
-		g.log.Error("resolve call to queue", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
-		return nil, nil, nil, internalMessage(ev.RequestID)
-	}
-	pinned := &tools.Call{Principal: call.Principal, Tool: call.Tool}
-	again, err := g.guard.decideAs(ctx, t, pinned, store.SourceAI, res.Args, raw, true)
-	if te, ok := tools.AsError(err); ok {
-		return nil, nil, nil, "This call cannot run, so it was not queued for approval: " + te.Msg
-	}
-	if err != nil {
-		g.log.Error("guardrails of call to queue", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
-		return nil, nil, nil, internalMessage(ev.RequestID)
-	}
-	if again.Effect != v.Effect || !slices.Equal(again.Rules, v.Rules) {
-		return nil, nil, nil, "The objects this call names changed while it was checked, so it was not queued for approval: look at them again (list_models, list_audiences) and repeat the call if it is still what you want."
-	}
-	return res.Args, again.Facts, res.Pins, ""
 }
 
 // policyReason is the audit reason of a guardrail decision: the reason and
@@ -394,6 +657,16 @@ func (g *Gate) noteAuthFailure(ev *store.AuditEvent, err error) {
 	} else {
 		g.log.Error("authenticate", "request_id", ev.RequestID, "err", err)
 	}
+}
+
+// failed records a call refused before it ran (an argument to fix, a call
+// that cannot run) and returns msg, which is what the model should act on.
+func (g *Gate) failed(ctx context.Context, ev *store.AuditEvent, start time.Time, msg string) *mcp.CallToolResult {
+	ev.Decision, ev.Reason = store.DecisionFailed, guardrails.RedactString(msg)
+	if err := g.audit(ctx, ev, start); err != nil {
+		return mcp.NewToolResultError(internalMessage(ev.RequestID))
+	}
+	return mcp.NewToolResultError(msg)
 }
 
 // deny records a denied call and returns msg as an error result.

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -31,60 +30,10 @@ type verdict struct {
 	Facts map[string]any
 }
 
-// decide computes the call's facts and decides it with the active policies.
-// With dry set nothing is counted. A *tools.Error from the facts is a bad
-// argument the caller should fix; any other error is returned beside a
-// deny verdict (fail closed).
-func (gd *guard) decide(ctx context.Context, t tools.Tool, call *tools.Call, source string, raw json.RawMessage, dry bool) (verdict, error) {
-	return gd.decideAs(ctx, t, call, source, raw, raw, dry)
-}
-
-// decideAs is decide where the policies see the arguments as view while
-// the tool computes its facts from raw: an approval's pinned arguments name
-// objects by id, but its policies were written for, and decided on, the
-// names the agent gave.
-func (gd *guard) decideAs(ctx context.Context, t tools.Tool, call *tools.Call, source string, raw, view json.RawMessage, dry bool) (verdict, error) {
-	v := verdict{Decision: guardrails.Decision{Effect: guardrails.EffectDeny, Reason: "guardrails could not decide, so the call is denied"}}
-	if gd == nil || gd.engine == nil {
-		return v, errors.New("no guardrail engine configured")
-	}
-	in := guardrails.Input{
-		Principal: call.Principal,
-		Source:    source,
-		Tool:      t.Spec.Name,
-		Resource:  t.Resource,
-		Operation: t.Operation(),
-	}
-	if len(view) > 0 {
-		// Arguments that are not an object reach the policies as none; the
-		// tool itself refuses them.
-		_ = json.Unmarshal(view, &in.Args)
-	}
-	if t.Facts != nil {
-		facts, err := t.Facts(ctx, call, raw)
-		if err != nil {
-			return v, fmt.Errorf("facts of %s: %w", t.Spec.Name, err)
-		}
-		in.Facts = facts
-		v.Facts = facts
-		call.Facts = facts
-	}
-	if source == store.SourceAI && in.Operation != "read" {
-		frozen, err := gd.store.WritesFrozen(ctx, call.Principal.WorkspaceID)
-		if err != nil {
-			return v, fmt.Errorf("read kill switch: %w", err)
-		}
-		in.WritesFrozen = frozen
-	}
-	var d guardrails.Decision
-	var err error
-	if dry {
-		d, err = gd.engine.DryRun(ctx, in)
-	} else {
-		d, err = gd.engine.Decide(ctx, in)
-	}
-	v.Decision = d
-	return v, err
+// undecided is the verdict of a call the guardrails did not decide: a
+// deny (fail closed).
+func undecided() verdict {
+	return verdict{Decision: guardrails.Decision{Effect: guardrails.EffectDeny, Reason: "guardrails could not decide, so the call is denied"}}
 }
 
 // refund gives back the rate-limit uses of a call that did not go on to
@@ -125,46 +74,31 @@ type queued struct {
 	Message    string   `json:"message"`
 }
 
-// Check is check_action's decision path: RBAC, facts and a dry run of the
-// policies for a call that is not made. Nothing is written or counted.
+// Check is check_action's entry to the gate's decision path (evaluate,
+// as a dry run): what a call would meet, RBAC, the guardrails and, for a
+// call that needs a human, whether it could run at all. Nothing is written,
+// counted or queued. An unknown tool or a bad argument is a *tools.Error.
 func (g *Gate) Check(ctx context.Context, call *tools.Call, name string, raw json.RawMessage) (tools.Check, error) {
-	t, ok := g.tools[name]
-	if !ok {
-		return tools.Check{}, tools.Errorf("unknown tool %q: call tools/list to see the tools you may use", guardrails.RedactString(name))
-	}
-	c := tools.Check{Tool: name, Permission: t.Permission}
-	if t.Permission != "" {
-		acc, err := g.rbac.Authorize(ctx, call.Principal, t.Permission)
-		if err != nil {
-			return tools.Check{}, err
-		}
-		if !acc.Allowed {
-			c.Effect, c.Reason = "forbidden", acc.Reason
-			c.Suggestions = []string{fmt.Sprintf("ask a workspace admin for a role with %q", t.Permission)}
-			return c, nil
-		}
-	}
-	target := &tools.Call{Principal: call.Principal, Tool: name}
-	v, err := g.guard.decide(ctx, t, target, store.SourceAI, raw, true)
+	o, err := g.evaluate(ctx, request{principal: call.Principal, source: store.SourceAI, tool: name, args: raw, mode: modeDryRun})
 	if err != nil {
-		if te, ok := tools.AsError(err); ok {
-			return tools.Check{}, tools.Errorf("the arguments for %s are not valid: %s", name, te.Msg)
-		}
 		return tools.Check{}, err
+	}
+	c := tools.Check{Tool: name, Permission: o.tool.Permission}
+	v := o.verdict
+	switch o.kind {
+	case badArgument:
+		return tools.Check{}, tools.Errorf("%s", o.message)
+	case forbidden:
+		c.Effect, c.Reason, c.Suggestions = "forbidden", o.reason, o.suggestions
+		return c, nil
 	}
 	c.Effect, c.Rules, c.Reason, c.Suggestions = v.Effect, v.Rules, v.Reason, v.Suggestions
 	c.Facts, c.PolicyVersion = v.Facts, v.PolicyVersion
-	if v.Effect == guardrails.EffectRequireApproval && t.Resolve != nil {
+	if o.kind == cannotRun {
 		// The call would be refused, not queued, if it cannot run: say so,
 		// as the call would.
-		if _, err := t.Resolve(ctx, target, raw); err != nil {
-			te, ok := tools.AsError(err)
-			if !ok {
-				return tools.Check{}, err
-			}
-			c.Effect, c.Rules, c.Reason = "cannot_run", nil, te.Msg
-			c.Suggestions = []string{"fix what the reason names; the call would be refused, not queued for a human"}
-		}
+		c.Effect, c.Rules, c.Reason = "cannot_run", nil, o.message
+		c.Suggestions = []string{"fix what the reason names; the call would be refused, not queued for a human"}
 	}
 	return c, nil
 }

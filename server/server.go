@@ -107,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 	var gate *Gate
 	queries := tools.NewQueryQueue(cfg.QueryConcurrency)
 	all := tools.All(tools.Deps{
-		Store: cfg.Store, Warehouse: cfg.Warehouse, Limits: cfg.Limits, Queries: queries,
+		Store: cfg.Store,
 		Check: func(ctx context.Context, call *tools.Call, tool string, args json.RawMessage) (tools.Check, error) {
 			return gate.Check(ctx, call, tool, args)
 		},
@@ -115,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 		ApprovalURL: approvalURL,
 	})
 	gate = NewGate(auth, cfg.RBAC, cfg.Store, all, log)
+	gate.warehouses = tools.NewWarehouses(cfg.Warehouse, cfg.Store, cfg.Limits, queries)
 	// The audit backlog gauge reads the store's outbox when it has one.
 	outbox, _ := cfg.Store.(store.AuditOutbox)
 	gate.metrics = newMetrics(outbox)

@@ -198,7 +198,7 @@ func audienceTools(d Deps) []Tool {
 						return Output{}, err
 					}
 				}
-				return previewAudience(ctx, d, call, c, limit)
+				return previewAudience(ctx, call, c, limit)
 			},
 		},
 		{
@@ -402,7 +402,7 @@ func compileDefinition(ctx context.Context, d Deps, call *Call, def *audience.De
 	if err := audience.Validate(def, cat); err != nil {
 		return nil, definitionError(err)
 	}
-	q, err := audience.Compile(def, cat, audience.Options{Dialect: d.Warehouse.Dialect(), Now: time.Now(), AudienceID: audienceID})
+	q, err := audience.Compile(def, cat, audience.Options{Dialect: call.Warehouse.Dialect(), Now: time.Now(), AudienceID: audienceID})
 	if err != nil {
 		return nil, definitionError(err)
 	}
@@ -421,84 +421,29 @@ func definitionError(err error) error {
 	return err
 }
 
-// countAudience counts an audience's members exactly, with the caller's
-// access filters.
-func countAudience(ctx context.Context, d Deps, call *Call, c *compiled) (int64, error) {
-	limits, err := d.queryLimits(ctx, call)
-	if err != nil {
-		return 0, err
-	}
-	return countQuery(ctx, d, limits, c.query)
-}
-
-// countQuery counts a compiled audience's members exactly, within limits.
-func countQuery(ctx context.Context, d Deps, limits store.QueryLimits, query *audience.Query) (int64, error) {
-	q := query.Count()
-	res, err := d.Warehouse.Query(ctx, limits, q.SQL, q.Args...)
-	if err != nil {
-		if e := queryError(err, limits, "the audience count"); e != err {
-			return 0, e
-		}
-		return 0, fmt.Errorf("count audience: %w", err)
-	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
-		return 0, fmt.Errorf("count audience: %d rows", len(res.Rows))
-	}
-	n, ok := res.Rows[0][0].(int64)
-	if !ok {
-		return 0, fmt.Errorf("count audience: %T is not a count", res.Rows[0][0])
-	}
-	return n, nil
-}
-
 // previewAudience counts the audience and samples limit members with PII
-// levels applied.
-func previewAudience(ctx context.Context, d Deps, call *Call, c *compiled, limit int) (Output, error) {
-	n, err := countAudience(ctx, d, call, c)
+// levels applied (Warehouse.Preview).
+func previewAudience(ctx context.Context, call *Call, c *compiled, limit int) (Output, error) {
+	n, err := call.Warehouse.Count(ctx, c.query)
 	if err != nil {
 		return Output{}, err
 	}
-	cols := guardrails.PreviewColumns(c.model.Columns)
-	rows := []map[string]any{}
-	if limit > 0 && len(cols) > 0 {
-		names := make([]string, len(cols))
-		for i, col := range cols {
-			names[i] = col.Name
-		}
+	p, err := call.Warehouse.Preview(ctx, c.model.Columns, limit, "the audience sample", func(names []string, limit int) (string, []any, error) {
 		q, err := c.query.Members(names, limit)
 		if err != nil {
-			return Output{}, definitionError(err)
+			return "", nil, definitionError(err)
 		}
-		limits, err := d.queryLimits(ctx, call)
-		if err != nil {
-			return Output{}, err
-		}
-		res, err := d.Warehouse.Query(ctx, limits, q.SQL, q.Args...)
-		if err != nil {
-			if e := queryError(err, limits, "the audience sample"); e != err {
-				return Output{}, e
-			}
-			return Output{}, fmt.Errorf("sample audience: %w", err)
-		}
-		for _, r := range res.Rows {
-			masked := guardrails.MaskPreview(cols, r)
-			row := make(map[string]any, len(cols))
-			for j, col := range cols {
-				row[col.Name] = masked[j]
-			}
-			rows = append(rows, row)
-		}
-	}
-	rows, dropped, valuesCut, err := boundPreview(rows)
+		return q.SQL, q.Args, nil
+	})
 	if err != nil {
-		return Output{}, fmt.Errorf("sample audience: %w", err)
+		return Output{}, err
 	}
 	count := c.query.Count()
-	call.Summary = fmt.Sprintf("audience of %d members, %d sampled", n, len(rows))
+	call.Summary = fmt.Sprintf("audience of %d members, %d sampled", n, len(p.Rows))
 	return Output{
-		Data: map[string]any{"model": c.model.Name, "count": n, "sample": rows, "sql": count.SQL, "definition": json.RawMessage(c.canon),
-			"truncated": dropped || valuesCut > 0, "values_cut": valuesCut},
-		Text: fmt.Sprintf("%d members of model %s; %d shown with PII masked%s.", n, c.model.Name, len(rows), cutText(dropped, valuesCut)),
+		Data: map[string]any{"model": c.model.Name, "count": n, "sample": p.Rows, "sql": count.SQL, "definition": json.RawMessage(c.canon),
+			"truncated": p.Dropped || p.ValuesCut > 0, "values_cut": p.ValuesCut},
+		Text: fmt.Sprintf("%d members of model %s; %d shown with PII masked%s.", n, c.model.Name, len(p.Rows), cutText(p.Dropped, p.ValuesCut)),
 	}, nil
 }
 

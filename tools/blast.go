@@ -83,7 +83,7 @@ type affected struct {
 // over models whose relationships lead to it, and audiences that include
 // or exclude a changed audience, however indirectly, since compilation
 // inlines all of them. Compilation runs in memory; nothing is counted.
-func affectedAudiences(d Deps, before, after catalog, now time.Time) ([]affected, error) {
+func affectedAudiences(dialect store.Dialect, before, after catalog, now time.Time) ([]affected, error) {
 	bsnap, asnap := before.snapshot(), after.snapshot()
 	prev := make(map[string]store.Audience, len(before.audiences))
 	for _, a := range before.audiences {
@@ -93,13 +93,13 @@ func affectedAudiences(d Deps, before, after catalog, now time.Time) ([]affected
 	for _, a := range after.audiences {
 		var bq *audience.Query
 		if pa, ok := prev[a.ID]; ok {
-			q, _, err := compileSaved(d, bsnap, pa, now)
+			q, _, err := compileSaved(dialect, bsnap, pa, now)
 			if err != nil {
 				return nil, err
 			}
 			bq = q
 		}
-		aq, problem, err := compileSaved(d, asnap, a, now)
+		aq, problem, err := compileSaved(dialect, asnap, a, now)
 		if err != nil {
 			return nil, err
 		}
@@ -114,11 +114,11 @@ func affectedAudiences(d Deps, before, after catalog, now time.Time) ([]affected
 // compileSaved compiles a saved audience over snap at now. A definition
 // that does not compile there gives a nil query and the reason; any
 // other error is internal.
-func compileSaved(d Deps, snap *audience.Snapshot, a store.Audience, now time.Time) (*audience.Query, string, error) {
+func compileSaved(dialect store.Dialect, snap *audience.Snapshot, a store.Audience, now time.Time) (*audience.Query, string, error) {
 	def, err := audience.ParseSaved(a)
 	if err == nil {
 		var q *audience.Query
-		q, err = audience.Compile(def, snap, audience.Options{Dialect: d.Warehouse.Dialect(), Now: now, AudienceID: a.ID})
+		q, err = audience.Compile(def, snap, audience.Options{Dialect: dialect, Now: now, AudienceID: a.ID})
 		if err == nil {
 			return q, "", nil
 		}
@@ -178,7 +178,7 @@ func syncedAudienceIDs(ctx context.Context, d Deps, call *Call) (map[string]bool
 //   - caller_filtered: whether the caller has access filters (callerFacts
 //     then hides the sizes from it).
 func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, written string, now time.Time) (map[string]any, error) {
-	changed, err := affectedAudiences(d, before, after, now)
+	changed, err := affectedAudiences(call.Warehouse.Dialect(), before, after, now)
 	if err != nil {
 		return nil, err
 	}
@@ -205,11 +205,11 @@ func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, 
 			continue
 		}
 		counted++
-		b, err := trueCount(ctx, d, call, c.before)
+		b, err := call.Warehouse.UnfilteredCount(ctx, c.before)
 		if err != nil {
 			return nil, err
 		}
-		a, err := trueCount(ctx, d, call, c.after)
+		a, err := call.Warehouse.UnfilteredCount(ctx, c.after)
 		if err != nil {
 			return nil, err
 		}
@@ -221,12 +221,12 @@ func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, 
 		maxChange, maxSize, maxPct = max(maxChange, change), max(maxSize, a), max(maxPct, pct)
 		list = append(list, map[string]any{"id": c.aud.ID, "name": c.aud.Name, "size_before": b, "size_after": a, "synced": synced[c.aud.ID]})
 	}
-	limits, err := d.queryLimits(ctx, call)
+	filtered, err := call.Warehouse.Filtered(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return map[string]any{
-		"caller_filtered":          len(limits.Filters) > 0,
+		"caller_filtered":          filtered,
 		"dependents_changed":       int64(deps),
 		"dependents_counted":       int64(counted),
 		"dependents_uncounted":     int64(uncounted),
@@ -238,21 +238,6 @@ func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, 
 	}, nil
 }
 
-// trueCount counts a compiled audience workspace-wide, without access
-// filters (0 for one that does not compile: it selects nobody). It is for
-// guardrail facts only: the count is an aggregate, and never a row. The
-// query counts against the caller's key and human like any other
-// (QueryQueue), so facts cannot be used to flood the warehouse.
-func trueCount(ctx context.Context, d Deps, call *Call, q *audience.Query) (int64, error) {
-	if q == nil {
-		return 0, nil
-	}
-	limits := d.Limits
-	limits.Filters = nil
-	limits.Key, limits.Human = call.Principal.KeyID, call.Principal.Human()
-	return countQuery(ctx, d, limits, q)
-}
-
 // audienceSizeFacts are the size facts of the audience c a call would
 // save: true_size counted workspace-wide without access filters,
 // visible_size with the caller's, and estimated_size, the size the
@@ -260,20 +245,20 @@ func trueCount(ctx context.Context, d Deps, call *Call, q *audience.Query) (int6
 // cannot have a workspace-wide audience measured by that region.
 // caller_filtered says whether the caller has access filters.
 func audienceSizeFacts(ctx context.Context, d Deps, call *Call, c *compiled) (map[string]any, error) {
-	truth, err := trueCount(ctx, d, call, c.query)
+	truth, err := call.Warehouse.UnfilteredCount(ctx, c.query)
 	if err != nil {
 		return nil, err
 	}
-	limits, err := d.queryLimits(ctx, call)
+	visible, err := call.Warehouse.Count(ctx, c.query)
 	if err != nil {
 		return nil, err
 	}
-	visible, err := countQuery(ctx, d, limits, c.query)
+	filtered, err := call.Warehouse.Filtered(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return map[string]any{"estimated_size": truth, "true_size": truth, "visible_size": visible, "model": c.model.Name,
-		"caller_filtered": len(limits.Filters) > 0}, nil
+		"caller_filtered": filtered}, nil
 }
 
 // unfilteredFacts are the facts counted without the caller's access
@@ -312,7 +297,7 @@ func callerFacts(facts map[string]any) map[string]any {
 // send, with those syncs, whose members would change unreviewed. It
 // returns nil when nothing breaks.
 func modelDependents(ctx context.Context, d Deps, call *Call, cur, next store.Model, before catalog) error {
-	changed, err := affectedAudiences(d, before, before.withModel(next), time.Now())
+	changed, err := affectedAudiences(call.Warehouse.Dialect(), before, before.withModel(next), time.Now())
 	if err != nil {
 		return err
 	}
@@ -396,7 +381,7 @@ func updateAudienceFacts(ctx context.Context, d Deps, call *Call, args updateAud
 	}
 	previous := facts["true_size"].(int64)
 	if next != prev {
-		if previous, err = trueCount(ctx, d, call, prev.query); err != nil {
+		if previous, err = call.Warehouse.UnfilteredCount(ctx, prev.query); err != nil {
 			return nil, err
 		}
 	}

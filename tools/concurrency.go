@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/signalsmith/agent-server/store"
 )
 
 // Default caps on concurrent warehouse queries (Concurrency).
@@ -165,36 +163,4 @@ func (q *QueryQueue) admit() {
 		q.byHuman[w.human]++
 		close(w.ready)
 	}
-}
-
-// Warehouse returns w with every query run for a caller (Query and
-// CheckSQL) admitted by q first, counted by the Key and Human of its
-// limits; it waits at most the query's timeout for a slot. Catalog lookups
-// (Tables, Describe) use the warehouse's own small pool and pass through.
-func (q *QueryQueue) Warehouse(w store.Warehouse) store.Warehouse {
-	return &queuedWarehouse{Warehouse: w, queue: q}
-}
-
-// queuedWarehouse is a warehouse behind a QueryQueue.
-type queuedWarehouse struct {
-	store.Warehouse
-	queue *QueryQueue
-}
-
-func (w *queuedWarehouse) Query(ctx context.Context, limits store.QueryLimits, query string, args ...any) (store.Result, error) {
-	release, err := w.queue.acquire(ctx, limits.Key, limits.Human, limits.Timeout)
-	if err != nil {
-		return store.Result{}, err
-	}
-	defer release()
-	return w.Warehouse.Query(ctx, limits, query, args...)
-}
-
-func (w *queuedWarehouse) CheckSQL(ctx context.Context, limits store.QueryLimits, query string) ([]store.Column, error) {
-	release, err := w.queue.acquire(ctx, limits.Key, limits.Human, limits.Timeout)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	return w.Warehouse.CheckSQL(ctx, limits, query)
 }

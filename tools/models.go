@@ -159,7 +159,7 @@ func modelTools(d Deps) []Tool {
 				case limit < 1 || limit > maxPreviewRows:
 					return Output{}, Errorf("invalid argument \"limit\": must be between 1 and %d", maxPreviewRows)
 				}
-				return previewModel(ctx, d, call, m, limit)
+				return previewModel(ctx, call, m, limit)
 			},
 		},
 		{
@@ -438,7 +438,7 @@ func sourceColumns(ctx context.Context, d Deps, call *Call, m *store.Model, tabl
 		if s, n, ok := strings.Cut(name, "."); ok {
 			schema, name = s, n
 		}
-		t, err := d.Warehouse.Describe(ctx, schema, name)
+		t, err := call.Warehouse.Describe(ctx, schema, name)
 		if err != nil {
 			return nil, notFound(err, "table", table, "list_tables")
 		}
@@ -454,13 +454,9 @@ func sourceColumns(ctx context.Context, d Deps, call *Call, m *store.Model, tabl
 		}
 		return cols, nil
 	}
-	limits, err := d.queryLimits(ctx, call)
+	cols, err := call.Warehouse.CheckSQL(ctx, query)
 	if err != nil {
 		return nil, err
-	}
-	cols, err := d.Warehouse.CheckSQL(ctx, limits, query)
-	if err != nil {
-		return nil, queryError(err, limits, "the model's SQL")
 	}
 	m.SQL = query
 	return cols, nil
@@ -638,71 +634,37 @@ func changeOutput(verb string, m store.Model) Output {
 }
 
 // previewModel reads up to limit rows of m with the caller's access filters
-// and PII levels applied: only columns a preview may show are selected, and
-// redacted values are masked.
-func previewModel(ctx context.Context, d Deps, call *Call, m store.Model, limit int) (Output, error) {
-	cols := guardrails.PreviewColumns(m.Columns)
-	hidden := make([]string, 0)
-	shown := make(map[string]bool, len(cols))
-	for _, c := range cols {
-		shown[c.Name] = true
+// and PII levels applied (Warehouse.Preview): only columns a preview may
+// show are selected, and redacted values are masked.
+func previewModel(ctx context.Context, call *Call, m store.Model, limit int) (Output, error) {
+	what := "the preview of model " + m.Name
+	p, err := call.Warehouse.Preview(ctx, m.Columns, limit, what, func(names []string, limit int) (string, []any, error) {
+		q, err := previewSQL(call.Warehouse.Dialect(), m, names)
+		return q, []any{limit}, err
+	})
+	if err != nil {
+		return Output{}, err
 	}
-	for _, c := range m.Columns {
-		if !shown[c.Name] {
-			hidden = append(hidden, c.Name)
-		}
-	}
-	if len(cols) == 0 {
+	if len(p.Columns) == 0 {
 		return Output{}, Errorf("model %s has no columns a preview may show", m.Name)
 	}
-	q, err := previewSQL(d.Warehouse.Dialect(), m, cols)
-	if err != nil {
-		return Output{}, err
-	}
-	limits, err := d.queryLimits(ctx, call)
-	if err != nil {
-		return Output{}, err
-	}
-	if limits.MaxRows <= 0 || limit < limits.MaxRows {
-		limits.MaxRows = limit // the server's row cap still applies
-	}
-	res, err := d.Warehouse.Query(ctx, limits, q, limit)
-	if err != nil {
-		if e := queryError(err, limits, "the preview of model "+m.Name); e != err {
-			return Output{}, e
-		}
-		return Output{}, fmt.Errorf("preview model %s: %w", m.ID, err)
-	}
-	rows := make([]map[string]any, len(res.Rows))
-	for i, r := range res.Rows {
-		masked := guardrails.MaskPreview(cols, r)
-		row := make(map[string]any, len(cols))
-		for j, c := range cols {
-			row[c.Name] = masked[j]
-		}
-		rows[i] = row
-	}
-	rows, dropped, valuesCut, err := boundPreview(rows)
-	if err != nil {
-		return Output{}, fmt.Errorf("preview model %s: %w", m.ID, err)
-	}
-	columns := make([]map[string]string, len(cols))
-	for i, c := range cols {
+	columns := make([]map[string]string, len(p.Columns))
+	for i, c := range p.Columns {
 		columns[i] = map[string]string{"name": c.Name, "type": c.Type, "pii": c.PII}
 	}
-	call.Summary = fmt.Sprintf("%d rows of model %s", len(rows), m.Name)
+	call.Summary = fmt.Sprintf("%d rows of model %s", len(p.Rows), m.Name)
 	return Output{
 		Data: map[string]any{
 			"model":          m.ID,
 			"columns":        columns,
-			"hidden_columns": hidden,
-			"rows":           rows,
-			"row_count":      len(rows),
-			"truncated":      res.Truncated || dropped || valuesCut > 0,
-			"values_cut":     valuesCut,
-			"filtered":       len(limits.Filters) > 0,
+			"hidden_columns": p.Hidden,
+			"rows":           p.Rows,
+			"row_count":      len(p.Rows),
+			"truncated":      p.Truncated || p.Dropped || p.ValuesCut > 0,
+			"values_cut":     p.ValuesCut,
+			"filtered":       p.Filtered,
 		},
-		Text: previewText(len(rows), m.Name, hidden, res.Truncated) + cutText(dropped, valuesCut),
+		Text: previewText(len(p.Rows), m.Name, p.Hidden, p.Truncated) + cutText(p.Dropped, p.ValuesCut),
 	}, nil
 }
 
@@ -715,13 +677,13 @@ func previewText(n int, model string, hidden []string, truncated bool) string {
 	return s
 }
 
-// previewSQL selects cols from the model's table or SQL (store.Model.Relation)
-// in primary key order with a bound limit. Identifiers are quoted by the
-// warehouse's dialect.
-func previewSQL(dialect store.Dialect, m store.Model, cols []store.Column) (string, error) {
+// previewSQL selects the columns named cols from the model's table or SQL
+// (store.Model.Relation) in primary key order with a bound limit.
+// Identifiers are quoted by the warehouse's dialect.
+func previewSQL(dialect store.Dialect, m store.Model, cols []string) (string, error) {
 	quoted := make([]string, len(cols))
 	for i, c := range cols {
-		quoted[i] = dialect.QuoteIdent(c.Name)
+		quoted[i] = dialect.QuoteIdent(c)
 	}
 	from, err := m.Relation(dialect)
 	if err != nil {

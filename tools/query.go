@@ -1,7 +1,6 @@
 package tools
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,23 +9,6 @@ import (
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
 )
-
-// queryLimits returns the limits of a warehouse query run for the caller:
-// the server's timeout and row cap, the caller's access filters, read from
-// the store for this call, and the key and human the concurrency caps
-// count it against (see QueryQueue). Every tool that queries the warehouse
-// for a caller must use it. An error means the filters are unknown: the
-// query must not run (fail closed).
-func (d Deps) queryLimits(ctx context.Context, call *Call) (store.QueryLimits, error) {
-	limits := d.Limits
-	filters, err := d.Store.AccessFiltersFor(ctx, call.Principal)
-	if err != nil {
-		return store.QueryLimits{}, fmt.Errorf("access filters of %s: %w", call.Principal.MemberID, err)
-	}
-	limits.Filters = filters
-	limits.Key, limits.Human = call.Principal.KeyID, call.Principal.Human()
-	return limits, nil
-}
 
 // queryError turns a warehouse error into one the model can act on: a
 // query over its time limit, one that failed while it ran, one the engine

@@ -91,10 +91,15 @@ type Output struct {
 }
 
 // Call describes the call being handled. The gate creates it; handlers read
-// the principal and fill in the resource id and a result summary for audit.
+// the principal, query the warehouse through Warehouse, and fill in the
+// resource id and a result summary for audit.
 type Call struct {
-	Principal  store.Principal
-	Tool       string
+	Principal store.Principal
+	Tool      string
+	// Warehouse is the warehouse bound to the caller (access filters,
+	// limits, concurrency caps, PII masking of previews). The gate sets it
+	// after RBAC; a nil one refuses every query.
+	Warehouse  *Warehouse
 	ResourceID string
 	// Summary is a short, PII-free description of the result for audit.
 	Summary string
@@ -123,16 +128,11 @@ func AsError(err error) (*Error, bool) {
 	return te, ok
 }
 
-// Deps are what tool handlers use: the metadata store and the warehouse.
+// Deps are what tool handlers use besides their Call: the metadata store
+// and the approval queue. There is no warehouse here on purpose: a tool
+// reaches it only through Call.Warehouse, bound to the caller by the gate.
 type Deps struct {
-	Store     store.Store
-	Warehouse store.Warehouse
-	// Limits bound every warehouse query a tool runs.
-	Limits store.QueryLimits
-	// Queries caps the warehouse queries run at once, per key, per human
-	// and in all; All puts Warehouse behind it (a queue with the default
-	// caps when nil).
-	Queries *QueryQueue
+	Store store.Store
 	// Check answers what would happen to a call without running it; the
 	// server provides it (it is the gate's decision path) for check_action.
 	Check CheckFunc
@@ -157,13 +157,8 @@ type Check struct {
 	PolicyVersion string         `json:"policy_version,omitempty"`
 }
 
-// All returns every tool, sorted by name. Their warehouse queries pass
-// d.Queries.
+// All returns every tool, sorted by name.
 func All(d Deps) []Tool {
-	if d.Queries == nil {
-		d.Queries = NewQueryQueue(Concurrency{})
-	}
-	d.Warehouse = d.Queries.Warehouse(d.Warehouse)
 	var all []Tool
 	all = append(all, warehouseTools(d)...)
 	all = append(all, modelTools(d)...)

@@ -4,13 +4,27 @@
 // /metrics, the approval queue), API key authentication, and the shipper of
 // the audit trail to the warehouse.
 //
-// The gate (gate.go) is the one place every tool call passes, in a fixed
-// order: authenticate the key, authorize the tool's permission with RBAC,
-// run the handler, write the audit event, answer. tools/list is filtered to
-// the tools the caller's role permits by an after-list hook; a call to an
-// unknown tool is audited by an error hook. HTTP requests to /mcp are
-// authenticated before MCP sees them: a missing or bad key gets 401, and
-// the refusal is audited.
+// The gate (gate.go) is the one place every tool call passes. Its
+// decision path, evaluate, is one function that every entry point uses:
+// Middleware for a call (after authenticating the key), Execute for an
+// approved call (for the requester as they are now) and Check for
+// check_action (a dry run). In a fixed order it looks up the tool, checks
+// the caller's identity (an agent acts for a human; an approver is neither
+// the requester nor the human behind it), authorizes the tool's permission
+// with RBAC, binds the warehouse to the caller (tools.Warehouses: access
+// filters, limits, concurrency caps, masked previews), checks an approved
+// call's pins, computes the tool's facts, reads the kill switch, decides
+// with the policies, and for require_approval resolves what the call names
+// (Resolve) so a call that cannot run is refused instead of queued. It
+// returns a typed outcome (allow, forbidden, deny, queue, cannot run, bad
+// argument) with the rules, facts and reason; the entry point only records
+// and renders it. An allowed call, direct or approved, then runs through
+// run: a tool that writes carries its pending audit event into the store,
+// an approved call its pins, and a call that changed nothing and failed
+// gives its rate-limit uses back. tools/list is filtered to the tools the
+// caller's role permits by an after-list hook; a call to an unknown tool is
+// audited by an error hook. HTTP requests to /mcp are authenticated before
+// MCP sees them: a missing or bad key gets 401, and the refusal is audited.
 //
 // The HTTP layer in front of mcp-go (http.go, httpaudit.go) audits every
 // request to /mcp that is refused, because what mcp-go refuses never
@@ -79,5 +93,6 @@
 // (guardrails.Redact), and every event is redacted and bounded again by
 // the store (store.BoundAudit), as the gate's events are when they start.
 //
-// server imports tools, guardrails and store; never a database driver.
+// server imports tools, guardrails, approvals and store; never a database
+// driver.
 package server

@@ -18,9 +18,11 @@ import (
 	"github.com/signalsmith/agent-server/tools"
 )
 
-// Gate is the one place every tool call passes: authenticate, authorize,
-// run, audit. Tools declare what they need; they never call the gate's
-// parts themselves.
+// Gate is the one place every tool call passes, direct or approved, and
+// what check_action asks: evaluate decides each one on one path
+// (identity, RBAC, the warehouse bound to the caller, pins, facts, the kill
+// switch, the policies, approval) and run runs what it allows. Tools
+// declare what they need; they never call the gate's parts themselves.
 //
 // Audit: every call is one event. A read, a denial or a failure is written
 // (and on disk) before the caller gets the result. A call to a tool that

@@ -37,14 +37,22 @@
 // audience definition's models and included audiences are recorded as
 // validation and compilation look them up).
 //
-// Every warehouse query a tool runs for a caller takes its limits from
-// queryLimits (timeout, row cap, access filters, and the key and human it
-// counts against) and passes a QueryQueue (concurrency.go), which All puts
-// in front of the warehouse: at most Concurrency.PerKey queries at once per
-// key, PerHuman per human and Total in all, with a freed slot going to the
-// waiting human with the fewest running. Preview answers are bounded
-// (boundPreview: 1 MiB of rows, 4 KiB per value) and say when they were cut.
+// A tool reaches the warehouse only through call.Warehouse (handle.go), the
+// handle the gate binds to the caller after RBAC: Deps has no warehouse,
+// and TestNoToolReachesTheUnboundWarehouse checks that no other file of the
+// package holds a store.Warehouse or masks a preview itself. Every query
+// of the handle runs with the caller's access filters (an agent's include
+// its human's), read once per call, the server's timeout and row cap, and
+// passes a QueryQueue (concurrency.go): at most Concurrency.PerKey queries
+// at once per key, PerHuman per human and Total in all, with a freed slot
+// going to the waiting human with the fewest running. Preview is the one
+// way to show rows: it selects only the columns a preview may show
+// (guardrails.PreviewColumns), refuses SQL whose result has other columns,
+// masks by PII level and bounds the answer (boundPreview: 1 MiB of rows,
+// 4 KiB per value; the answer says when it was cut). UnfilteredCount is
+// the one query without the caller's filters, for the size facts: it
+// returns a count, never a row.
 //
-// tools may import store, guardrails and mcp-go's mcp package; it never
-// imports server or a database driver.
+// tools may import store, guardrails, audience, approvals and mcp-go's mcp
+// package; it never imports server or a database driver.
 package tools

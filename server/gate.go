@@ -85,6 +85,7 @@ type callKey struct{}
 // outermost middleware so nothing runs before authentication.
 func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		ctx = store.WithCallScope(ctx) // the store reads its versions once per call
 		start := g.now()
 		t, known := g.tools[req.Params.Name]
 		ev := g.event(ctx, req.Params.Name, req.GetRawArguments(), start)

@@ -23,6 +23,9 @@ type guard struct {
 	log    *slog.Logger
 	// approvalURL turns an approval id into the link a human opens.
 	approvalURL func(id string) string
+
+	// policies, when set, keeps engine on the stored policy set.
+	policies *storedPolicies
 }
 
 // verdict is the guardrail outcome of one call, with the facts it used.
@@ -47,6 +50,9 @@ func (gd *guard) decideAs(ctx context.Context, t tools.Tool, call *tools.Call, s
 	v := verdict{Decision: guardrails.Decision{Effect: guardrails.EffectDeny, Reason: "guardrails could not decide, so the call is denied"}}
 	if gd == nil || gd.engine == nil {
 		return v, errors.New("no guardrail engine configured")
+	}
+	if err := gd.policies.follow(ctx, call.Principal.WorkspaceID); err != nil {
+		return v, err
 	}
 	in := guardrails.Input{
 		Principal: call.Principal,

@@ -101,15 +101,19 @@ func (f *AuthFailure) Unwrap() error { return ErrUnauthenticated }
 
 // Authenticator verifies API keys. bcrypt costs tens of milliseconds, so a
 // verified key is cached in memory (by the SHA-256 of the whole key) for a
-// short time; the key's status, member and role are still read from the
-// store on every call, so revocation, expiry and role changes apply at once,
-// also when another process (the CLI) made them.
+// short time; the key's status, member, role and groups still come from
+// the store's Principal on every call. The SQLite store keeps principals in
+// memory under its auth version, which every revocation, rotation, role,
+// member, group and filter change bumps and which it reads once per call,
+// so those changes apply on the next call, also when another process (the
+// CLI) made them, while an unchanged key costs no query but that version
+// read.
 type Authenticator struct {
 	store store.Store
 	ttl   time.Duration
 	now   func() time.Time
 
-	mu    sync.Mutex
+	mu    sync.RWMutex // concurrent calls look keys up in parallel
 	cache map[[sha256.Size]byte]cachedKey
 }
 
@@ -174,8 +178,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (store.Pri
 }
 
 func (a *Authenticator) lookup(digest [sha256.Size]byte, now time.Time) (string, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	c, ok := a.cache[digest]
 	if !ok || now.After(c.expires) {
 		return "", false

@@ -42,6 +42,15 @@
 // audited as one event when the window ends or FlushRequestAudit runs (serve
 // calls it when it stops). Memory is bounded by maxAddresses windows.
 //
+// Per-call store work (auth.go, policies.go): a call is one store call
+// scope (store.WithCallScope, opened by protectMCP for /mcp and by the
+// gate for stdio and in-process calls), so authentication, catalog reads
+// and settings share one read of the store's version row and are
+// otherwise served from the store's memory. With Config.StoredPolicies the
+// guard makes the engine follow the workspace's stored policy set before
+// every decision, so a set applied or reset from the command line decides
+// the next call.
+//
 // Approvals (gate.go, execute.go): before a call the guardrails send to a
 // human is queued, the tool's Resolve hook finds what it names; a call that
 // cannot run is refused with the reason and never queued. The approval pins

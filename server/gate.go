@@ -93,6 +93,7 @@ type callKey struct{}
 // authentication.
 func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		ctx = store.WithCallScope(ctx) // the store reads its versions once per call
 		start := g.now()
 		t, known := g.tools[req.Params.Name]
 		ev := g.event(ctx, req.Params.Name, req.GetRawArguments(), start)
@@ -370,6 +371,9 @@ func (g *Gate) guardrails(ctx context.Context, t tools.Tool, call *tools.Call, s
 	gd := g.guard
 	if gd == nil || gd.engine == nil {
 		return v, errors.New("no guardrail engine configured")
+	}
+	if err := gd.policies.follow(ctx, call.Principal.WorkspaceID); err != nil {
+		return v, err
 	}
 	in := guardrails.Input{
 		Principal: call.Principal,

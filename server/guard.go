@@ -22,6 +22,9 @@ type guard struct {
 	log    *slog.Logger
 	// approvalURL turns an approval id into the link a human opens.
 	approvalURL func(id string) string
+
+	// policies, when set, keeps engine on the stored policy set.
+	policies *storedPolicies
 }
 
 // verdict is the guardrail outcome of one call, with the facts it used.

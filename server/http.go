@@ -93,6 +93,9 @@ func (s *Server) protectMCP(next http.Handler) http.Handler {
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
+		// One request is one call: authentication and the call share the
+		// store's version read.
+		r = r.WithContext(store.WithCallScope(r.Context()))
 		p, ok := s.authenticateHTTP(w, r, body)
 		if !ok {
 			return

@@ -46,6 +46,12 @@ type Config struct {
 	// Policies decides AI calls after RBAC; the shipped defaults, counting
 	// rate limits in the store, when nil.
 	Policies *guardrails.Engine
+	// StoredPolicies makes Policies follow the workspace's stored policy
+	// set (Store.ActivePolicySet, the shipped defaults when none) on every
+	// call, so a set applied or reset from the command line, in any
+	// process, decides the next call. Leave it off when Policies comes
+	// from a file the operator named.
+	StoredPolicies bool
 	// Approvals queues calls the policies send to a human; a queue with the
 	// default expiry over Store when nil.
 	Approvals *approvals.Queue
@@ -122,6 +128,7 @@ func New(cfg Config) (*Server, error) {
 	gate.metrics.watchQueries(queries)
 	gate.guard = &guard{
 		engine:      cfg.Policies,
+		policies:    followed(cfg, log),
 		queue:       cfg.Approvals,
 		store:       cfg.Store,
 		log:         log,
@@ -171,6 +178,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	srv.approvalsWeb = web
 	return srv, nil
+}
+
+// followed is the stored-policy follower cfg asks for, or nil.
+func followed(cfg Config, log *slog.Logger) *storedPolicies {
+	if !cfg.StoredPolicies {
+		return nil
+	}
+	return &storedPolicies{store: cfg.Store, engine: cfg.Policies, log: log}
 }
 
 // MCP returns the underlying mcp-go server, for in-process clients.

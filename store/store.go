@@ -320,9 +320,11 @@ type Store interface {
 	// KeyByPrefix returns the key with this lookup prefix, including revoked
 	// and expired ones, with its hash.
 	KeyByPrefix(ctx context.Context, prefix string) (Key, error)
-	// Principal returns the current principal behind an active key, read
-	// fresh on every call so revocation, expiry and role changes apply at once.
-	// It returns ErrNotFound for a key that is unknown, revoked or expired.
+	// Principal returns the current principal behind an active key, checked
+	// on every call so revocation, expiry and role changes apply at once (a
+	// store may cache it only under a version that every such change
+	// bumps). It returns ErrNotFound for a key that is unknown, revoked or
+	// expired.
 	Principal(ctx context.Context, keyID string, now time.Time) (Principal, error)
 	// ListKeys lists the keys of a workspace, newest first.
 	ListKeys(ctx context.Context, workspaceID string) ([]Key, error)

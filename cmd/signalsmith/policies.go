@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"time"
 
@@ -16,7 +15,7 @@ import (
 // policiesCmd runs "signalsmith policies show|apply FILE|reset". The CLI
 // works with the operator's access to the data directory (like keys): it
 // is how governance.manage holders change the AI policies, which agents can
-// never do. A running server picks the change up within seconds.
+// never do. A running server decides its next call with the new set.
 func (m *Main) policiesCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 || (args[0] == "apply") != (len(args) == 2) || len(args) > 2 {
 		fmt.Fprint(m.Stderr, usage)
@@ -52,7 +51,7 @@ func (m *Main) policiesCmd(ctx context.Context, args []string) error {
 		if err := auditPolicyChange(ctx, db, ws, "applied policy set "+set.Version+" from "+args[1], ps); err != nil {
 			return err
 		}
-		fmt.Fprintf(m.Stdout, "Applied policy set %s (%d policies). Running servers use it within seconds.\n", set.Version, len(set.Policies))
+		fmt.Fprintf(m.Stdout, "Applied policy set %s (%d policies). Running servers use it from their next call.\n", set.Version, len(set.Policies))
 		return nil
 	case "reset":
 		if err := auditPolicyChange(ctx, db, ws, "reset to the shipped default policies", store.PolicySet{AppliedBy: "operator"}); err != nil {
@@ -98,34 +97,4 @@ func activePolicies(ctx context.Context, db *sqlite.DB, ws store.Workspace) (*gu
 	}
 	set, err := guardrails.ParsePolicies("stored policy set "+ps.Version, []byte(ps.Source))
 	return set, "applied by " + ps.AppliedBy + " at " + ps.AppliedAt.UTC().Format(time.DateTime), err
-}
-
-// policyPoll is how often a server looks for a changed stored policy set.
-const policyPoll = 3 * time.Second
-
-// watchPolicies makes the engine follow the stored policy set: every
-// interval it compares versions and swaps in a changed set. A set that no
-// longer parses (a newer binary's syntax, say) leaves the current one in
-// force and is logged.
-func watchPolicies(ctx context.Context, db *sqlite.DB, ws store.Workspace, engine *guardrails.Engine, log *slog.Logger, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		set, source, err := activePolicies(ctx, db, ws)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("reload policies", "err", err)
-			}
-			continue
-		}
-		if set.Version != engine.Policies().Version {
-			engine.SetPolicies(set)
-			log.Info("policies changed", "version", set.Version, "source", source)
-		}
-	}
 }

@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/server"
+	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/sqlite"
+	"golang.org/x/crypto/bcrypt"
 )
 
 const strictPolicy = `policies:
@@ -67,10 +71,13 @@ func TestPoliciesCommands(t *testing.T) {
 	}
 }
 
+// TestRunningServerFollowsAppliedPolicies applies and resets policy sets
+// from the command line (another DB handle, as another process would)
+// while a server built as serve builds it runs: its next call decides with
+// the new set, and with --policy the file stays in force.
 func TestRunningServerFollowsAppliedPolicies(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	dir := t.TempDir()
 	m := NewMain()
 	m.DataDir = dir
@@ -79,36 +86,58 @@ func TestRunningServerFollowsAppliedPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	defaults, err := guardrails.DefaultPolicies()
-	if err != nil {
+	if err := sqlite.GenerateDemo(ctx, m.warehouseDir(), sqlite.DemoOptions{Scale: 50, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	engine := guardrails.NewEngine(defaults, db)
-	go watchPolicies(ctx, db, ws, engine, slog.New(slog.NewTextHandler(io.Discard, nil)), 10*time.Millisecond)
-
 	good := filepath.Join(dir, "strict.yaml")
 	if err := os.WriteFile(good, []byte(strictPolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	followed, err := m.build(ctx, db, ws, serveConfig{addr: "127.0.0.1:0", timeout: time.Second, maxRows: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := m.build(ctx, db, ws, serveConfig{addr: "127.0.0.1:0", timeout: time.Second, maxRows: 10, policy: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, prefix, hash, err := server.NewKeySecret(bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateKey(ctx, store.NewKey{WorkspaceID: ws.ID, MemberName: "ada", Email: "ada@example.test",
+		Kind: store.KindUser, Role: "owner", Prefix: prefix, Hash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	call := func(srv *server.Server) {
+		t.Helper()
+		msg := json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_models","arguments":{}}}`)
+		if r, ok := srv.MCP().HandleMessage(server.WithKey(ctx, full), msg).(mcp.JSONRPCResponse); !ok {
+			t.Fatalf("list_models: %+v", r)
+		}
+	}
+	defaults, err := guardrails.DefaultPolicies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := followed.Policies()
+
 	if _, _, err := run(t, dir, "policies", "apply", good); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
-		return engine.Policies().Version != defaults.Version && engine.Policies().Policies[0].ID == "no-ai-writes"
-	})
+	call(followed)
+	if engine.Policies().Version == defaults.Version || engine.Policies().Policies[0].ID != "no-ai-writes" {
+		t.Errorf("after apply the next call ran under policy set %s", engine.Policies().Version)
+	}
 	if _, _, err := run(t, dir, "policies", "reset"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return engine.Policies().Version == defaults.Version })
-}
-
-// waitFor polls cond for up to ten seconds.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
+	call(followed)
+	if engine.Policies().Version != defaults.Version {
+		t.Errorf("after reset the next call ran under policy set %s, want the defaults %s", engine.Policies().Version, defaults.Version)
 	}
-	t.Fatal("condition not met in time")
+	call(pinned)
+	if pinned.Policies().Policies().Policies[0].ID != "no-ai-writes" {
+		t.Errorf("serve --policy followed the stored set to %s", pinned.Policies().Policies().Version)
+	}
 }

@@ -97,9 +97,6 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		m.logger().Info("ran approvals approved before the last stop", "count", n)
 	}
 	go srv.ExpireApprovals(ctx, ws.ID)
-	if c.policy == "" {
-		go watchPolicies(ctx, db, ws, srv.Policies(), m.logger(), policyPoll)
-	}
 	stopShipping, err := m.shipAudit(db, srv)
 	if err != nil {
 		return err
@@ -185,6 +182,8 @@ func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c s
 		BaseURL:   base,
 		// The webhook URL may hold a secret (Slack's do): it is never logged.
 		ApprovalWebhook: c.webhook,
+		// Without a --policy file the server follows the stored set.
+		StoredPolicies: c.policy == "",
 	})
 }
 

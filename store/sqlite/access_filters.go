@@ -72,7 +72,7 @@ func (d *DB) PutAccessFilter(ctx context.Context, f store.AccessFilter) (store.A
 			if n == 0 {
 				return fmt.Errorf("%s %q: %w", op, f.ID, store.ErrNotFound)
 			}
-			return bumpRBAC(ctx, tx)
+			return bump(ctx, tx, authCounter)
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO access_filters (id, workspace_id, group_id, table_name, column_name,
 			operator, value, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -80,7 +80,7 @@ func (d *DB) PutAccessFilter(ctx context.Context, f store.AccessFilter) (store.A
 		if err := created(op, f.ID, err); err != nil {
 			return err
 		}
-		return bumpRBAC(ctx, tx)
+		return bump(ctx, tx, authCounter)
 	})
 	if err != nil {
 		return store.AccessFilter{}, err
@@ -152,31 +152,61 @@ func (d *DB) ListAccessFilters(ctx context.Context, workspaceID string) ([]store
 // the call lets a query see more rows. For an agent it adds the filters of
 // the groups its human is in (DESIGN.md principle 5): filters combine with
 // AND, so the agent sees only rows both it and its human may see. A store error is returned as is:
-// the caller must not run the query without filters then.
+// the caller must not run the query without filters then. The answer is
+// kept in memory until the auth version moves (every filter, group or
+// member change bumps it, in any process).
 func (d *DB) AccessFiltersFor(ctx context.Context, p store.Principal) ([]store.AccessFilter, error) {
+	op := "access filters for " + p.MemberID
 	groups, err := json.Marshal(p.Groups)
 	if err != nil {
-		return nil, fmt.Errorf("access filters for %s: %w", p.MemberID, err)
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if p.Groups == nil {
 		groups = []byte("[]")
 	}
-	// An agent's human is the owner the principal names and the one the
-	// store names now: both, so neither a stale principal nor a stale
-	// store read lets the agent see more than its human.
-	return d.accessFilters(ctx, "access filters for "+p.MemberID, `SELECT `+accessFilterColumns+`
+	// The version is read before the filters, so what is kept under it is
+	// never older than it.
+	v, err := d.versions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	key := filtersKey(p)
+	if fs, ok := d.cache.filters.get(key, v.auth); ok {
+		return cloneFilters(fs), nil
+	}
+	rows, err := d.stmts.accessFilters.QueryContext(ctx, p.WorkspaceID, p.WorkspaceID, p.MemberID, p.OwnerID, p.WorkspaceID, p.MemberID, string(groups))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	fs, err := scanAccessFilters(op, rows)
+	if err != nil {
+		return nil, err
+	}
+	d.cache.filters.put(key, v.auth, fs)
+	return cloneFilters(fs), nil
+}
+
+// selectAccessFiltersFor is AccessFiltersFor's query. An agent's human is
+// the owner the principal names and the one the store names now: both, so
+// neither a stale principal nor a stale store read lets the agent see more
+// than its human.
+const selectAccessFiltersFor = `SELECT ` + accessFilterColumns + `
 		WHERE f.workspace_id = ? AND (
 			f.group_id IN (SELECT group_id FROM group_members WHERE workspace_id = ? AND (member_id = ? OR member_id = ?
 				OR member_id = (SELECT owner_member_id FROM members WHERE workspace_id = ? AND id = ?)))
 			OR g.name IN (SELECT value FROM json_each(?)))
-		ORDER BY f.table_name, f.id`, p.WorkspaceID, p.WorkspaceID, p.MemberID, p.OwnerID, p.WorkspaceID, p.MemberID, string(groups))
-}
+		ORDER BY f.table_name, f.id`
 
 func (d *DB) accessFilters(ctx context.Context, op, query string, args ...any) ([]store.AccessFilter, error) {
 	rows, err := d.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	return scanAccessFilters(op, rows)
+}
+
+// scanAccessFilters reads and closes rows of accessFilterColumns.
+func scanAccessFilters(op string, rows *sql.Rows) ([]store.AccessFilter, error) {
 	defer rows.Close()
 	out := []store.AccessFilter{}
 	for rows.Next() {
@@ -209,6 +239,6 @@ func (d *DB) DeleteAccessFilter(ctx context.Context, workspaceID, id string) err
 		if n == 0 {
 			return fmt.Errorf("%s %q: %w", op, strings.TrimSpace(id), store.ErrNotFound)
 		}
-		return bumpRBAC(ctx, tx)
+		return bump(ctx, tx, authCounter)
 	})
 }

@@ -47,7 +47,10 @@ func (d *DB) UpdateAudience(ctx context.Context, a store.Audience) (store.Audien
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE audiences SET name = ?, description = ?, definition = ?, version = ?, updated_at = ?
 			WHERE workspace_id = ? AND id = ?`, out.Name, out.Description, string(out.Definition), out.Version, out.UpdatedAt, out.WorkspaceID, out.ID)
-		return created(op, out.Name, err)
+		if err := created(op, out.Name, err); err != nil {
+			return err
+		}
+		return bump(ctx, tx, catalogCounter)
 	})
 	if err != nil {
 		return store.Audience{}, err
@@ -75,7 +78,7 @@ func (d *DB) DeleteAudience(ctx context.Context, workspaceID, id string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM audiences WHERE workspace_id = ? AND id = ?`, workspaceID, id); err != nil {
 			return fmt.Errorf("%s %s: %w", op, id, err)
 		}
-		return nil
+		return bump(ctx, tx, catalogCounter)
 	})
 }
 

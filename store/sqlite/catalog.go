@@ -204,7 +204,10 @@ func (d *DB) CreateModel(ctx context.Context, m store.Model) (store.Model, error
 			columns, relationships, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.ID, m.WorkspaceID, m.Name, m.Description, m.Table, m.SQL, m.PrimaryKey, string(cols), string(rels),
 			m.CreatedAt, m.UpdatedAt, m.Version)
-		return created(op, m.Name, err)
+		if err := created(op, m.Name, err); err != nil {
+			return err
+		}
+		return bump(ctx, tx, catalogCounter)
 	})
 	if err != nil {
 		return store.Model{}, err
@@ -256,30 +259,16 @@ func scanModel(s interface{ Scan(...any) error }) (store.Model, error) {
 	return m, nil
 }
 
-// ListModels lists a workspace's models by name.
+// ListModels lists a workspace's models by name, from the catalog cache
+// (decoded once per catalog version).
 func (d *DB) ListModels(ctx context.Context, workspaceID string) ([]store.Model, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT `+modelColumns+` WHERE workspace_id = ? ORDER BY name`, workspaceID)
+	c, err := d.catalog(ctx, workspaceID)
 	if err != nil {
 		return nil, fmt.Errorf("list models: %w", err)
 	}
-	defer rows.Close()
 	var out []store.Model
-	for rows.Next() {
-		m, err := scanModel(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list models: %w", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list models: %w", err)
-	}
-	ptrs := make([]*store.Model, len(out))
-	for i := range out {
-		ptrs[i] = &out[i]
-	}
-	if err := d.applyPII(ctx, ptrs...); err != nil {
-		return nil, fmt.Errorf("list models: %w", err)
+	for _, m := range c.models {
+		out = append(out, cloneModel(m))
 	}
 	return out, nil
 }
@@ -287,21 +276,22 @@ func (d *DB) ListModels(ctx context.Context, workspaceID string) ([]store.Model,
 // GetModel returns a workspace's model by id when idOrName has the form of
 // a model id (store.IsModelID), else by name; never by the other, so a
 // model named like another model's id can never stand in for it. It
-// returns ErrNotFound when the workspace has no such model.
+// returns ErrNotFound when the workspace has no such model. It reads the
+// catalog cache, as ListModels.
 func (d *DB) GetModel(ctx context.Context, workspaceID, idOrName string) (store.Model, error) {
-	by := "name"
-	if store.IsModelID(idOrName) {
-		by = "id"
-	}
-	m, err := scanModel(d.read.QueryRowContext(ctx, `SELECT `+modelColumns+` WHERE workspace_id = ? AND `+by+` = ?`,
-		workspaceID, idOrName))
+	c, err := d.catalog(ctx, workspaceID)
 	if err != nil {
-		return store.Model{}, notFound("get model", idOrName, err)
+		return store.Model{}, fmt.Errorf("get model %q: %w", idOrName, err)
 	}
-	if err := d.applyPII(ctx, &m); err != nil {
-		return store.Model{}, fmt.Errorf("get model %s: %w", m.ID, err)
+	index := c.modelByName
+	if store.IsModelID(idOrName) {
+		index = c.modelByID
 	}
-	return m, nil
+	i, ok := index[idOrName]
+	if !ok {
+		return store.Model{}, fmt.Errorf("get model %q: %w", idOrName, store.ErrNotFound)
+	}
+	return cloneModel(c.models[i]), nil
 }
 
 // Audiences.
@@ -360,7 +350,7 @@ func (d *DB) CreateAudience(ctx context.Context, a store.Audience) (store.Audien
 		if err != nil {
 			return fmt.Errorf("%s %q: %w", op, a.Name, err)
 		}
-		return nil
+		return bump(ctx, tx, catalogCounter)
 	})
 	if err != nil {
 		return store.Audience{}, err
@@ -382,36 +372,32 @@ func scanAudience(s interface{ Scan(...any) error }) (store.Audience, error) {
 	return a, nil
 }
 
-// ListAudiences lists a workspace's audiences by name.
+// ListAudiences lists a workspace's audiences by name, from the catalog
+// cache.
 func (d *DB) ListAudiences(ctx context.Context, workspaceID string) ([]store.Audience, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT `+audienceColumns+` WHERE workspace_id = ? ORDER BY name`, workspaceID)
+	c, err := d.catalog(ctx, workspaceID)
 	if err != nil {
 		return nil, fmt.Errorf("list audiences: %w", err)
 	}
-	defer rows.Close()
 	var out []store.Audience
-	for rows.Next() {
-		a, err := scanAudience(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list audiences: %w", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list audiences: %w", err)
+	for _, a := range c.audiences {
+		out = append(out, cloneAudience(a))
 	}
 	return out, nil
 }
 
 // GetAudience returns a workspace's audience by id; ErrNotFound when the
-// workspace has none with that id.
+// workspace has none with that id. It reads the catalog cache.
 func (d *DB) GetAudience(ctx context.Context, workspaceID, id string) (store.Audience, error) {
-	a, err := scanAudience(d.read.QueryRowContext(ctx, `SELECT `+audienceColumns+` WHERE workspace_id = ? AND id = ?`,
-		workspaceID, id))
+	c, err := d.catalog(ctx, workspaceID)
 	if err != nil {
-		return store.Audience{}, notFound("get audience", id, err)
+		return store.Audience{}, fmt.Errorf("get audience %q: %w", id, err)
 	}
-	return a, nil
+	i, ok := c.audienceIdx[id]
+	if !ok {
+		return store.Audience{}, fmt.Errorf("get audience %q: %w", id, store.ErrNotFound)
+	}
+	return cloneAudience(c.audiences[i]), nil
 }
 
 // Destinations.
@@ -462,7 +448,10 @@ func (d *DB) CreateDestination(ctx context.Context, dst store.Destination) (stor
 		_, err := tx.ExecContext(ctx, `INSERT INTO destinations (id, workspace_id, name, type, category, environment,
 			config, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			dst.ID, dst.WorkspaceID, dst.Name, dst.Type, dst.Category, dst.Environment, string(cfg), dst.CreatedAt, updated)
-		return created(op, dst.Name, err)
+		if err := created(op, dst.Name, err); err != nil {
+			return err
+		}
+		return bump(ctx, tx, catalogCounter)
 	})
 	if err != nil {
 		return store.Destination{}, err
@@ -591,7 +580,10 @@ func (d *DB) CreateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
 			state, mappings, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.ID, s.WorkspaceID, s.AudienceID, s.DestinationID, s.Mode, s.Schedule, s.State, string(maps),
 			s.CreatedAt, s.UpdatedAt)
-		return created(op, s.ID, err)
+		if err := created(op, s.ID, err); err != nil {
+			return err
+		}
+		return bump(ctx, tx, catalogCounter)
 	})
 	if err != nil {
 		return store.Sync{}, err

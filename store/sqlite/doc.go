@@ -20,9 +20,24 @@
 //   - Ids are a type prefix and a UUIDv7 (ws_, mem_, grp_, key_, mdl_, aud_,
 //     dst_, syn_), so they sort by creation time; audit events use a bare
 //     UUIDv7. Every time is stored in UTC.
-//   - Every role, member or group change bumps one rbac_version counter in
-//     the same transaction; Principal returns it read in the same query as
-//     the key, member and groups.
+//   - One version row (rbac_version, migration 0017) holds three counters,
+//     each bumped in the transaction of every change it covers: auth
+//     (column version, the RBACVersion: roles, members, member owners,
+//     groups, access filters, key revocation and rotation), catalog
+//     (models, audiences, destinations, syncs, PII classification) and
+//     settings (kill switch, policy set). Principal returns the auth
+//     counter read in the same query as the key, member and groups.
+//   - Caches (cache.go): principals and their access filters (under auth),
+//     each workspace's models (decoded once, effective PII levels applied)
+//     and audiences (under catalog), and each workspace's kill switch and
+//     active policy set (under settings) are kept in memory. A read first
+//     reads the version row, with a statement prepared at Open, once per
+//     call scope (store.WithCallScope; a write in the scope forgets it),
+//     and reads again what changed: a change committed by any process,
+//     the command line included, applies to the next call, and an
+//     unchanged get_model costs one point read. Readers get copies. The hot
+//     reads (version row, Principal, KeyByPrefix, AccessFiltersFor) are
+//     prepared once on the read pool.
 //   - Members (migration 0011): every agent key names its owner, a user
 //     member (CreateKey refuses one without, ErrInvalid); an agent member
 //     from an older database without an owner is kept, and takes one when

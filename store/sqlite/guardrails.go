@@ -76,21 +76,19 @@ func (d *DB) Release(ctx context.Context, bucket string, at time.Time) error {
 	return nil
 }
 
-// WritesFrozen reports the workspace's ai_writes_frozen kill switch.
+// WritesFrozen reports the workspace's ai_writes_frozen kill switch, kept
+// in memory until the settings version moves.
 func (d *DB) WritesFrozen(ctx context.Context, workspaceID string) (bool, error) {
-	var frozen bool
-	err := d.read.QueryRowContext(ctx, `SELECT ai_writes_frozen FROM workspaces WHERE id = ?`, workspaceID).Scan(&frozen)
-	if err == sql.ErrNoRows {
-		return false, fmt.Errorf("workspace %s: %w", workspaceID, store.ErrNotFound)
-	}
+	s, err := d.settingsOf(ctx, workspaceID)
 	if err != nil {
-		return false, fmt.Errorf("workspace %s: read kill switch: %w", workspaceID, err)
+		return false, err
 	}
-	return frozen, nil
+	return s.frozen, nil
 }
 
 // SetWritesFrozen turns the workspace's kill switch on or off. It takes
-// effect on the next call: WritesFrozen is read on every AI write.
+// effect on the next call in every process: it bumps the settings version
+// that WritesFrozen checks on every call.
 func (d *DB) SetWritesFrozen(ctx context.Context, workspaceID string, frozen bool) error {
 	return d.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE workspaces SET ai_writes_frozen = ? WHERE id = ?`, frozen, workspaceID)
@@ -100,6 +98,6 @@ func (d *DB) SetWritesFrozen(ctx context.Context, workspaceID string, frozen boo
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("workspace %s: %w", workspaceID, store.ErrNotFound)
 		}
-		return nil
+		return bump(ctx, tx, settingsCounter)
 	})
 }

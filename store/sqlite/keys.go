@@ -135,7 +135,7 @@ func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) 
 				sql.NullString{String: email, Valid: email != ""}, now); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
-			if err := bumpRBAC(ctx, tx); err != nil {
+			if err := bump(ctx, tx, authCounter); err != nil {
 				return err
 			}
 		case err != nil:
@@ -154,7 +154,7 @@ func (d *DB) CreateKey(ctx context.Context, nk store.NewKey) (store.Key, error) 
 			if _, err := tx.ExecContext(ctx, `UPDATE members SET owner_member_id = ? WHERE id = ?`, ownerID, memberID); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
-			if err := bumpRBAC(ctx, tx); err != nil {
+			if err := bump(ctx, tx, authCounter); err != nil {
 				return err
 			}
 		case email != "" && memberEmail == "":
@@ -241,7 +241,7 @@ func keyByID(ctx context.Context, q querier, id string) (store.Key, error) {
 // KeyByPrefix returns the key with this prefix, with its hash, whether it is
 // active, revoked or expired. It returns ErrNotFound for an unknown prefix.
 func (d *DB) KeyByPrefix(ctx context.Context, prefix string) (store.Key, error) {
-	k, err := scanKey(d.read.QueryRowContext(ctx, `SELECT `+keyColumns+` WHERE k.prefix = ?`, prefix))
+	k, err := scanKey(d.stmts.keyByPrefix.QueryRowContext(ctx, prefix))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Key{}, fmt.Errorf("key with prefix %q: %w", prefix, store.ErrNotFound)
 	}
@@ -251,40 +251,28 @@ func (d *DB) KeyByPrefix(ctx context.Context, prefix string) (store.Key, error) 
 	return k, nil
 }
 
-// Principal returns the principal behind an active key with one read: the
-// key, its member, the member's groups and the RBAC version together, so
-// they are consistent. It returns ErrNotFound for a key that is unknown,
-// revoked or expired at now. It notes the key's use for last_used_at at most
-// once a minute, in the background: the call never waits on a write and
-// never fails because of one.
+// Principal returns the principal behind an active key: the key, its
+// member, the member's groups and the auth version, read together so they
+// are consistent, and kept in memory until the auth version moves (every
+// role, member, group, filter or key change bumps it, in any process), so
+// a call whose key and member are unchanged reads only the version row. It
+// returns ErrNotFound for a key that is unknown, revoked or expired at now.
+// It notes the key's use for last_used_at at most once a minute, in the
+// background: the call never waits on a write and never fails because of
+// one.
 func (d *DB) Principal(ctx context.Context, keyID string, now time.Time) (store.Principal, error) {
-	var p store.Principal
-	var expires, revoked, used sql.NullTime
-	var groups string
-	err := d.read.QueryRowContext(ctx, `SELECT k.id, k.prefix, k.expires_at, k.revoked_at, k.last_used_at,
-		m.id, m.workspace_id, m.name, m.kind, m.role, COALESCE(m.owner_member_id, ''),
-		(SELECT json_group_array(g.name) FROM group_members gm JOIN groups g ON g.id = gm.group_id WHERE gm.member_id = m.id),
-		(SELECT version FROM rbac_version WHERE id = 1)
-		FROM api_keys k JOIN members m ON m.id = k.member_id
-		WHERE k.id = ?`, keyID).Scan(&p.KeyID, &p.KeyPrefix, &expires, &revoked, &used,
-		&p.MemberID, &p.WorkspaceID, &p.MemberName, &p.Kind, &p.Role, &p.OwnerID, &groups, &p.RBACVersion)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Principal{}, fmt.Errorf("principal for key %q: %w", keyID, store.ErrNotFound)
-	}
+	v, err := d.versions(ctx)
 	if err != nil {
 		return store.Principal{}, fmt.Errorf("principal for key %q: %w", keyID, err)
 	}
-	switch {
-	case revoked.Valid:
-		return store.Principal{}, fmt.Errorf("principal for key %q: key is revoked: %w", keyID, store.ErrNotFound)
-	case expires.Valid && !now.Before(expires.Time):
-		return store.Principal{}, fmt.Errorf("principal for key %q: key expired: %w", keyID, store.ErrNotFound)
+	c, ok := d.cache.principals.get(keyID, v.auth)
+	if !ok {
+		if c, err = d.loadPrincipal(ctx, keyID); err != nil {
+			return store.Principal{}, err
+		}
+		d.cache.principals.put(keyID, c.p.RBACVersion, c)
 	}
-	if p.Groups, err = groupNames(groups); err != nil {
-		return store.Principal{}, fmt.Errorf("principal for key %q: %w", keyID, err)
-	}
-	d.noteUse(p.KeyID, timePtr(used), utc(now))
-	return p, nil
+	return d.use(c, now)
 }
 
 // touch is one key use to record.
@@ -403,6 +391,11 @@ func (d *DB) RevokeKey(ctx context.Context, workspaceID, idOrPrefix string, now 
 		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ?`, utc(now), k.ID); err != nil {
 			return fmt.Errorf("%s %q: %w", op, idOrPrefix, err)
 		}
+		// Principals are cached under the auth version: the bump ends the
+		// key's on the next call, in every process.
+		if err := bump(ctx, tx, authCounter); err != nil {
+			return err
+		}
 		store.NoteAuditResource(ctx, k.ID)
 		at := utc(now)
 		k.RevokedAt = &at
@@ -453,6 +446,9 @@ func (d *DB) ReplaceKey(ctx context.Context, workspaceID, idOrPrefix string, pre
 		store.NoteAuditResource(ctx, id)
 		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?, replaced_by = ? WHERE id = ?`, now, id, old.ID); err != nil {
 			return fmt.Errorf("%s %q: %w", op, idOrPrefix, err)
+		}
+		if err := bump(ctx, tx, authCounter); err != nil {
+			return err
 		}
 		if k, err = keyByID(ctx, tx, id); err != nil {
 			return fmt.Errorf("%s %q: %w", op, idOrPrefix, err)

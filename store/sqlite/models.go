@@ -65,7 +65,10 @@ func (d *DB) UpdateModel(ctx context.Context, m store.Model) (store.Model, error
 			columns = ?, relationships = ?, updated_at = ?, version = ? WHERE workspace_id = ? AND id = ?`,
 			m.Name, m.Description, m.Table, m.SQL, m.PrimaryKey, string(cols), string(rels), m.UpdatedAt, m.Version,
 			m.WorkspaceID, m.ID)
-		return created(op, m.Name, err)
+		if err := created(op, m.Name, err); err != nil {
+			return err
+		}
+		return bump(ctx, tx, catalogCounter)
 	})
 	if err != nil {
 		return store.Model{}, err
@@ -95,7 +98,7 @@ func (d *DB) DeleteModel(ctx context.Context, workspaceID, id string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM models WHERE workspace_id = ? AND id = ?`, workspaceID, id); err != nil {
 			return fmt.Errorf("%s %q: %w", op, m.Name, err)
 		}
-		return nil
+		return bump(ctx, tx, catalogCounter)
 	})
 }
 

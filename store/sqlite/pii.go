@@ -73,7 +73,8 @@ func (d *DB) SetPIIClasses(ctx context.Context, workspaceID string, classes []st
 				return fmt.Errorf("%s: %w", op, err)
 			}
 		}
-		return nil
+		// Models' effective levels are cached with the catalog.
+		return bump(ctx, tx, catalogCounter)
 	})
 }
 

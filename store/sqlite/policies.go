@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -28,6 +27,9 @@ func (d *DB) ApplyPolicySet(ctx context.Context, workspaceID string, ps store.Po
 		if _, err := tx.ExecContext(ctx, `UPDATE policy_sets SET active = 0 WHERE workspace_id = ? AND active = 1`, workspaceID); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
+		if err := bump(ctx, tx, settingsCounter); err != nil {
+			return err
+		}
 		if ps.Source == "" {
 			return nil
 		}
@@ -49,16 +51,16 @@ func (d *DB) ApplyPolicySet(ctx context.Context, workspaceID string, ps store.Po
 }
 
 // ActivePolicySet returns the workspace's active stored policy set, or
-// ErrNotFound when the shipped defaults apply.
+// ErrNotFound when the shipped defaults apply (or the workspace is
+// unknown). It is kept in memory until the settings version moves, which
+// ApplyPolicySet bumps.
 func (d *DB) ActivePolicySet(ctx context.Context, workspaceID string) (store.PolicySet, error) {
-	var ps store.PolicySet
-	err := d.read.QueryRowContext(ctx, `SELECT version, source, applied_by, applied_at FROM policy_sets WHERE workspace_id = ? AND active = 1`,
-		workspaceID).Scan(&ps.Version, &ps.Source, &ps.AppliedBy, &ps.AppliedAt)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.PolicySet{}, fmt.Errorf("active policy set of %s: %w", workspaceID, store.ErrNotFound)
-	}
+	s, err := d.settingsOf(ctx, workspaceID)
 	if err != nil {
 		return store.PolicySet{}, fmt.Errorf("active policy set of %s: %w", workspaceID, err)
 	}
-	return ps, nil
+	if s.policy == nil {
+		return store.PolicySet{}, fmt.Errorf("active policy set of %s: %w", workspaceID, store.ErrNotFound)
+	}
+	return *s.policy, nil
 }

@@ -132,7 +132,7 @@ func (d *DB) EnsureWorkspace(ctx context.Context, name string, builtIn []store.R
 		}
 
 		if changed {
-			return bumpRBAC(ctx, tx)
+			return bump(ctx, tx, authCounter)
 		}
 		return nil
 	})
@@ -212,15 +212,6 @@ func rolePermissions(ctx context.Context, q querier, workspaceID, role string) (
 	return out, rows.Err()
 }
 
-// bumpRBAC advances the RBAC version inside the transaction that changed
-// roles, members or groups.
-func bumpRBAC(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE rbac_version SET version = version + 1 WHERE id = 1`); err != nil {
-		return fmt.Errorf("bump rbac version: %w", err)
-	}
-	return nil
-}
-
 // Roles lists a workspace's roles by name, each with its permissions sorted.
 // An unknown workspace has no roles.
 func (d *DB) Roles(ctx context.Context, workspaceID string) ([]store.Role, error) {
@@ -289,7 +280,7 @@ func (d *DB) PutRole(ctx context.Context, r store.Role) error {
 			return err
 		}
 		if changed {
-			return bumpRBAC(ctx, tx)
+			return bump(ctx, tx, authCounter)
 		}
 		return nil
 	})
@@ -318,7 +309,7 @@ func (d *DB) DeleteRole(ctx context.Context, workspaceID, name string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM roles WHERE workspace_id = ? AND name = ?`, workspaceID, name); err != nil {
 			return fmt.Errorf("%s %q: %w", op, name, err)
 		}
-		return bumpRBAC(ctx, tx)
+		return bump(ctx, tx, authCounter)
 	})
 }
 
@@ -404,7 +395,7 @@ func (d *DB) SetMemberRole(ctx context.Context, workspaceID, memberID, role stri
 			role, workspaceID, memberID); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
-		return bumpRBAC(ctx, tx)
+		return bump(ctx, tx, authCounter)
 	})
 }
 
@@ -463,7 +454,7 @@ func (d *DB) AddToGroup(ctx context.Context, workspaceID, memberID, group string
 		if n == 0 {
 			return nil // already a member
 		}
-		return bumpRBAC(ctx, tx)
+		return bump(ctx, tx, authCounter)
 	})
 }
 
@@ -485,7 +476,7 @@ func (d *DB) RemoveFromGroup(ctx context.Context, workspaceID, memberID, group s
 		if n == 0 {
 			return fmt.Errorf("%s %q: member %q is not in it: %w", op, group, memberID, store.ErrNotFound)
 		}
-		return bumpRBAC(ctx, tx)
+		return bump(ctx, tx, authCounter)
 	})
 }
 

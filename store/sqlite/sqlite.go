@@ -58,6 +58,12 @@ type DB struct {
 
 	mu      sync.Mutex
 	touched map[string]time.Time // key id -> last use recorded by this process
+
+	// stmts are the hot reads, prepared once; cache holds what they and
+	// the catalog and settings reads return, under the version row
+	// (cache.go).
+	stmts *statements
+	cache caches
 }
 
 // Open opens (creating when absent) the metadata store in dataDir: the
@@ -106,11 +112,18 @@ func Open(ctx context.Context, dataDir string) (*DB, error) {
 		write.Close()
 		return nil, fmt.Errorf("open metadata store %s: read pool: %w", path, err)
 	}
+	stmts, err := prepareStatements(ctx, read)
+	if err != nil {
+		read.Close()
+		write.Close()
+		return nil, fmt.Errorf("open metadata store %s: %w", path, err)
+	}
 
 	d := &DB{
 		path:    path,
 		write:   write,
 		read:    read,
+		stmts:   stmts,
 		touches: make(chan touch, 256),
 		done:    make(chan struct{}),
 		touched: make(map[string]time.Time),
@@ -136,7 +149,7 @@ func (d *DB) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.done)
 		d.wg.Wait()
-		err = errors.Join(d.read.Close(), d.write.Close())
+		err = errors.Join(d.stmts.close(), d.read.Close(), d.write.Close())
 	})
 	return err
 }
@@ -318,6 +331,9 @@ func (d *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	// The change may have bumped a version: the call's next read must see
+	// it, not the versions it read before.
+	store.ScopeOf(ctx).Forget(d)
 	if rec != nil {
 		pending.MarkWritten(rec.e)
 		d.notifyAudit()

@@ -119,7 +119,7 @@ func CheckFacts(declared []string, computed map[string]any) error {
 		if !ok {
 			return fmt.Errorf("fact %q is not declared in guardrails", name)
 		}
-		if _, err := f.value(computed[name]); err != nil {
+		if _, err := f.Value(computed[name]); err != nil {
 			return err
 		}
 	}
@@ -136,7 +136,7 @@ func factVars(computed map[string]any, vars map[string]any) error {
 		if !ok {
 			return fmt.Errorf("fact %q is not declared", name)
 		}
-		typed, err := f.value(v)
+		typed, err := f.Value(v)
 		if err != nil {
 			return err
 		}
@@ -145,9 +145,11 @@ func factVars(computed map[string]any, vars map[string]any) error {
 	return nil
 }
 
-// value returns v as f's type: int64, float64, bool, string or
-// []Dependent.
-func (f Fact) value(v any) (any, error) {
+// Value returns v as f's type: int64, float64, bool, string or
+// []Dependent, from the types the tools compute facts in or those JSON
+// reads them back in (an approval's facts). The error says what the value
+// should be.
+func (f Fact) Value(v any) (any, error) {
 	bad := func() (any, error) {
 		return nil, fmt.Errorf("fact %q must be %s, not %T", f.Name, f.Type, v)
 	}

@@ -65,6 +65,11 @@ func (gd *guard) decideAs(ctx context.Context, t tools.Tool, call *tools.Call, s
 		if err != nil {
 			return v, fmt.Errorf("facts of %s: %w", t.Spec.Name, err)
 		}
+		// A fact the tool does not declare, or of another type, is a bug
+		// of the tool: deny rather than decide on it.
+		if err := guardrails.CheckFacts(t.FactNames, facts); err != nil {
+			return v, fmt.Errorf("facts of %s: %w", t.Spec.Name, err)
+		}
 		in.Facts = facts
 		v.Facts = facts
 		call.Facts = facts
@@ -85,6 +90,14 @@ func (gd *guard) decideAs(ctx context.Context, t tools.Tool, call *tools.Call, s
 	}
 	v.Decision = d
 	return v, err
+}
+
+// recordFacts records in ev the facts the decision of its call used
+// (store.AuditFactsArg of its args), so the decision can be replayed.
+func recordFacts(ev *store.AuditEvent, v verdict) {
+	if v.Facts != nil {
+		ev.Args = store.WithAuditFacts(ev.Args, v.Facts)
+	}
 }
 
 // refund gives back the rate-limit uses of a call that did not go on to

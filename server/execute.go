@@ -114,6 +114,7 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 	view := policyView(a.Args, a.Pins)
 	v, err := g.guard.decideAs(ctx, t, call, a.Source, a.Args, view, false)
 	ev.Rules = v.Rules
+	recordFacts(ev, v)
 	if err != nil {
 		g.log.Error("guardrails for approved call", "approval", a.ID, "err", err)
 	}

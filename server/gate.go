@@ -120,6 +120,7 @@ func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerF
 		raw := rawArgs(req)
 		v, err := g.guard.decide(ctx, t, call, store.SourceAI, raw, false)
 		ev.Rules = v.Rules
+		recordFacts(ev, v)
 		if te, ok := tools.AsError(err); ok {
 			// The facts found a bad argument: the model should fix it.
 			ev.Decision, ev.Reason = store.DecisionFailed, guardrails.RedactString(te.Msg)
@@ -372,6 +373,8 @@ func (g *Gate) event(ctx context.Context, tool string, args any, start time.Time
 		SessionID: sessionID(ctx),
 		RequestID: newRequestID(),
 	})
+	// Only the gate records facts (recordFacts), never the caller.
+	ev.Args = store.WithAuditFacts(ev.Args, nil)
 	return &ev
 }
 

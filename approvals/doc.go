@@ -9,7 +9,8 @@
 // at request time, and the objects the call touches with their versions
 // (store.ApprovalPin; the server resolves them and names them by id in the
 // arguments, and fails the approval at execution when one changed). The
-// detail page lists the pins beside the arguments. The pinned arguments are
+// detail page lists the pins beside the arguments, and the facts under
+// the labels of their declarations (guardrails.AllFacts), in their order. The pinned arguments are
 // what reviewers see and what runs, so they are never redacted: Request
 // refuses (ErrArgsRefused) arguments that contain an API key or exceed
 // MaxArgs, rather than show a key to reviewers or run something other than

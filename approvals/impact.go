@@ -4,40 +4,39 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
 )
 
 // impact is what the detail page shows of what approving would do: the
-// facts the guardrails decided on, and the target object with a diff of
+// facts the guardrails decided on, each under the label of its
+// declaration (guardrails.AllFacts), and the target object with a diff of
 // the arguments against it.
 type impact struct {
-	Size        string
-	SQL         string
-	Destination string
-	Environment string
-	Category    string
-	Columns     []column
-	Other       []fact
+	Facts      []fact
+	Dependents []guardrails.Dependent
+	// Other are facts without a declaration (recorded before it was
+	// removed), by name, as JSON.
+	Other []fact
 
 	Target     *target
 	NothingTo  string
 	TargetNote string
 }
 
-// column is a column that would leave, with its PII level when known.
-type column struct {
-	Name string
-	PII  string
-}
-
-// fact is any other fact, as JSON.
+// fact is one fact as a person reads it. Class, when set, styles the
+// value as a badge.
 type fact struct {
 	Name  string
+	Label string
 	Value string
+	Class string
 }
 
 // target is the current object and how the arguments change it.
@@ -58,80 +57,33 @@ type change struct {
 	Proposed string
 }
 
-// Well-known fact names (DESIGN.md section 6): what the tools compute
-// before the guardrails decide. Others are listed as they come.
-var (
-	sizeFacts        = []string{"estimated_size", "size", "rows"}
-	sqlFacts         = []string{"sql", "compiled_sql"}
-	destinationFacts = []string{"destination_name", "destination", "destination_id"}
-	environmentFacts = []string{"destination_environment", "environment"}
-	categoryFacts    = []string{"destination_category", "category"}
-	columnFacts      = []string{"columns", "columns_leaving", "fields"}
-	piiFacts         = []string{"pii_levels", "pii"}
-)
-
 // impact builds the impact view of a.
 func (w *Web) impact(r *http.Request, reqID string, a store.Approval) impact {
 	var im impact
-	used := map[string]bool{}
-	take := func(names []string) (any, bool) {
-		for _, n := range names {
-			if v, ok := a.Facts[n]; ok && v != nil {
-				used[n] = true
-				return v, true
-			}
+	for _, f := range guardrails.AllFacts() {
+		raw, ok := a.Facts[f.Name]
+		if !ok {
+			continue
 		}
-		return nil, false
-	}
-	if v, ok := take(sizeFacts); ok {
-		im.Size = number(v)
-	}
-	if v, ok := take(sqlFacts); ok {
-		im.SQL = text(v)
-	}
-	if v, ok := take(destinationFacts); ok {
-		im.Destination = text(v)
-	}
-	if v, ok := take(environmentFacts); ok {
-		im.Environment = text(v)
-	}
-	if v, ok := take(categoryFacts); ok {
-		im.Category = text(v)
-	}
-	pii := map[string]string{}
-	if v, ok := take(piiFacts); ok {
-		if m, ok := v.(map[string]any); ok {
-			for k, lvl := range m {
-				pii[k] = text(lvl)
-			}
+		v, err := f.Value(raw)
+		if err != nil {
+			// Shown as recorded rather than hidden from the reviewer.
+			im.Facts = append(im.Facts, fact{Name: f.Name, Label: f.Label, Value: text(raw)})
+			continue
 		}
-	}
-	if v, ok := take(columnFacts); ok {
-		if list, ok := v.([]any); ok {
-			for _, c := range list {
-				switch c := c.(type) {
-				case string:
-					im.Columns = append(im.Columns, column{Name: c, PII: pii[c]})
-				case map[string]any:
-					name := text(c["name"])
-					lvl := text(c["pii"])
-					if lvl == "" {
-						lvl = pii[name]
-					}
-					im.Columns = append(im.Columns, column{Name: name, PII: lvl})
-				}
-			}
+		if deps, ok := v.([]guardrails.Dependent); ok {
+			im.Dependents = deps
+			continue
 		}
-	}
-	if len(im.Columns) == 0 {
-		for name, lvl := range pii {
-			im.Columns = append(im.Columns, column{Name: name, PII: lvl})
+		shown := fact{Name: f.Name, Label: f.Label, Value: factText(v)}
+		if f.Name == "destination_environment" {
+			shown.Class = "env env-" + shown.Value
 		}
-		sort.Slice(im.Columns, func(i, j int) bool { return im.Columns[i].Name < im.Columns[j].Name })
+		im.Facts = append(im.Facts, shown)
 	}
 	for name, v := range a.Facts {
-		if !used[name] {
-			im.Other = append(im.Other, fact{Name: name, Value: text(v)})
+		if _, ok := guardrails.LookupFact(name); !ok {
+			im.Other = append(im.Other, fact{Name: name, Label: name, Value: text(v)})
 		}
 	}
 	sort.Slice(im.Other, func(i, j int) bool { return im.Other[i].Name < im.Other[j].Name })
@@ -235,13 +187,26 @@ func text(v any) string {
 	}
 }
 
-// number renders a count with thousands separators when it is one.
-func number(v any) string {
-	f, ok := v.(float64)
-	if !ok || f != float64(int64(f)) {
-		return text(v)
+// factText renders a typed fact value (guardrails.Fact.Value): counts
+// with thousands separators, other numbers with at most two decimals,
+// flags as yes or no.
+func factText(v any) string {
+	switch v := v.(type) {
+	case int64:
+		return number(v)
+	case float64:
+		return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
+	case bool:
+		if v {
+			return "yes"
+		}
+		return "no"
 	}
-	n := int64(f)
+	return text(v)
+}
+
+// number renders a count with thousands separators.
+func number(n int64) string {
 	sign := ""
 	if n < 0 {
 		sign, n = "-", -n

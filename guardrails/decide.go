@@ -35,8 +35,10 @@ type Input struct {
 	Resource  string
 	Operation string
 	Args      map[string]any
-	// Facts are what the tool computed before the decision (estimated
-	// audience size, destination environment, columns that would leave...).
+	// Facts are what the tool computed before the decision, by the names
+	// of their declarations (facts.go). A condition reads each as
+	// facts.NAME; a fact that is not declared, or not of its declared
+	// type, fails every condition that applies (which denies).
 	Facts map[string]any
 	// WritesFrozen is the workspace's ai_writes_frozen setting.
 	WritesFrozen bool
@@ -145,13 +147,24 @@ func (e *Engine) decide(ctx context.Context, in Input, consume bool) (Decision, 
 		return deny(d, []string{KillSwitchRule}, "AI writes are frozen in this workspace (kill switch ai_writes_frozen)",
 			"ask a workspace owner; nothing an agent writes is accepted until they lift the freeze"), nil
 	}
-	vars := activation(in)
+	// The variables are built for the first condition that applies: a
+	// fact that is undeclared or of another type than declared fails that
+	// condition, which denies.
+	var vars map[string]any
+	var varsErr error
 	fired := map[string][]Policy{}
 	for _, p := range set.Policies {
 		if !p.applies(in) {
 			continue
 		}
 		if p.program != nil {
+			if vars == nil && varsErr == nil {
+				vars, varsErr = activation(in)
+			}
+			if varsErr != nil {
+				return deny(d, []string{p.ID}, fmt.Sprintf("policy %s could not be evaluated, so the call is denied", p.ID),
+					"ask a workspace admin to check the policy"), fmt.Errorf("evaluate policy %s: %w", p.ID, varsErr)
+			}
 			out, _, err := p.program.ContextEval(ctx, vars)
 			if err != nil {
 				return deny(d, []string{p.ID}, fmt.Sprintf("policy %s could not be evaluated, so the call is denied", p.ID),
@@ -273,20 +286,20 @@ func (p *Policy) applies(in Input) bool {
 		(len(p.Keys) == 0 || slices.Contains(p.Keys, in.Principal.KeyPrefix))
 }
 
-// activation is the variables a condition sees.
-func activation(in Input) map[string]any {
+// activation is the variables a condition sees: each fact as facts.NAME
+// of its declared type (factVars; a fact the call lacks is no variable, so
+// a condition reading it fails and denies). It fails for a fact that is
+// not declared or not of its type.
+func activation(in Input) (map[string]any, error) {
 	groups := make([]any, len(in.Principal.Groups))
 	for i, g := range in.Principal.Groups {
 		groups[i] = g
 	}
-	args, facts := in.Args, in.Facts
+	args := in.Args
 	if args == nil {
 		args = map[string]any{}
 	}
-	if facts == nil {
-		facts = map[string]any{}
-	}
-	return map[string]any{
+	vars := map[string]any{
 		"principal": map[string]any{
 			"id":         in.Principal.MemberID,
 			"name":       in.Principal.MemberName,
@@ -301,8 +314,11 @@ func activation(in Input) map[string]any {
 		"resource":  in.Resource,
 		"operation": in.Operation,
 		"args":      args,
-		"facts":     facts,
 	}
+	if err := factVars(in.Facts, vars); err != nil {
+		return nil, err
+	}
+	return vars, nil
 }
 
 func deny(d Decision, rules []string, reason, suggestion string) Decision {

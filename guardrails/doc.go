@@ -16,6 +16,16 @@
 //     it acts for (its owner, read from the loaded memberships) permit, so
 //     a change of the human's role applies to the agent's next call too; an
 //     agent without a human, or whose human has no role, holds nothing;
+//   - the guardrail facts (facts.go): every fact a tool may compute,
+//     declared once with its type, label and meaning (AllFacts,
+//     LookupFact). Conditions read each as a CEL variable facts.NAME of
+//     its type (and a dependent as a typed object), so a policy naming an
+//     unknown fact or field, or comparing a fact with a value of another
+//     type, fails at load with its file and line; CheckFacts holds a
+//     tool's computed facts to the names it declares, and Fact.Value reads
+//     a value back as its type (also from JSON, as approvals store them).
+//     An undeclared fact, or one of another type, fails the conditions
+//     that apply, which denies;
 //   - AI policies (policy.go, decide.go): YAML policy files with CEL
 //     conditions over the call and the facts a tool computed, the shipped
 //     defaults, the kill switch and rate limits (counted through a

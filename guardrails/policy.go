@@ -222,18 +222,23 @@ func parsePolicy(env *cel.Env, node *yaml.Node) (Policy, error) {
 	return p, nil
 }
 
-// conditionEnv declares what a condition may read (DESIGN.md section 6).
+// conditionEnv declares what a condition may read (DESIGN.md section 6):
+// the call, its arguments as the caller gave them, and every declared fact
+// with its type (factDeclarations). Numbers of different types compare as
+// numbers (facts.max_dependent_change_pct > 10), as they did when facts
+// were untyped.
 func conditionEnv() (*cel.Env, error) {
 	dyn := cel.MapType(cel.StringType, cel.DynType)
-	env, err := cel.NewEnv(
+	opts := []cel.EnvOption{
+		cel.CrossTypeNumericComparisons(true),
 		cel.Variable("principal", dyn),
 		cel.Variable("source", cel.StringType),
 		cel.Variable("tool", cel.StringType),
 		cel.Variable("resource", cel.StringType),
 		cel.Variable("operation", cel.StringType),
 		cel.Variable("args", dyn),
-		cel.Variable("facts", dyn),
-	)
+	}
+	env, err := cel.NewEnv(append(opts, factDeclarations()...)...)
 	if err != nil {
 		return nil, fmt.Errorf("condition environment: %w", err)
 	}
@@ -244,7 +249,11 @@ func conditionEnv() (*cel.Env, error) {
 func compileCondition(env *cel.Env, expr string) (cel.Program, error) {
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, errors.New(strings.ReplaceAll(iss.Err().Error(), "\n", " "))
+		msg := strings.ReplaceAll(iss.Err().Error(), "\n", " ")
+		if strings.Contains(msg, "undeclared reference to 'facts") {
+			msg += " (facts: " + factNames() + ")"
+		}
+		return nil, errors.New(msg)
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) && !ast.OutputType().IsExactType(cel.DynType) {
 		return nil, fmt.Errorf("must be a boolean expression, not %s", ast.OutputType())

@@ -42,7 +42,11 @@ func (e *Engine) Crossed(ctx context.Context, in Input, reviewed map[string]any)
 // "true", "false" or "error".
 func outcome(ctx context.Context, p Policy, in Input, facts map[string]any) string {
 	in.Facts = facts
-	out, _, err := p.program.ContextEval(ctx, activation(in))
+	vars, err := activation(in)
+	if err != nil {
+		return "error"
+	}
+	out, _, err := p.program.ContextEval(ctx, vars)
 	if err != nil {
 		return "error"
 	}

@@ -86,7 +86,10 @@
 // commit shared with concurrent calls) before the answer; a tool that
 // writes carries its event into the store with the call
 // (store.WithPendingAudit), which records it in the same transaction as the
-// change. The Shipper (shipper.go) moves the store's outbox to the
+// change. The event of a call whose tool computed facts records them, as
+// the tool declared them (guardrails.CheckFacts, or the call is denied),
+// under args.$facts (store.AuditFactsArg), so its decision can be
+// replayed. The Shipper (shipper.go) moves the store's outbox to the
 // warehouse's cdp_audit schema through a store.AuditSink, retrying with
 // backoff while the warehouse is down. /metrics (metrics.go) serves the
 // audit backlog, decisions by effect, call latency per tool, and the

@@ -92,6 +92,7 @@ func (g *Gate) runApproved(ctx context.Context, a store.Approval, ev *store.Audi
 		g.log.Error("decide approved call", "approval", a.ID, "request_id", ev.RequestID, "err", err)
 	}
 	ev.Rules = o.verdict.Rules
+	recordFacts(ev, o.verdict)
 	if o.kind != allow {
 		return "", false, errors.New(o.message)
 	}

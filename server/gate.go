@@ -115,6 +115,7 @@ func (g *Gate) Middleware(next mcpserver.ToolHandlerFunc) mcpserver.ToolHandlerF
 			g.log.Error("decide call", "request_id", ev.RequestID, "tool", ev.Tool, "err", err)
 		}
 		ev.Rules = o.verdict.Rules
+		recordFacts(ev, o.verdict)
 		switch o.kind {
 		case allow:
 		case queue:
@@ -392,6 +393,11 @@ func (g *Gate) guardrails(ctx context.Context, t tools.Tool, call *tools.Call, s
 		if err != nil {
 			return v, fmt.Errorf("facts of %s: %w", t.Spec.Name, err)
 		}
+		// A fact the tool does not declare, or of another type, is a bug
+		// of the tool: deny rather than decide on it.
+		if err := guardrails.CheckFacts(t.FactNames, facts); err != nil {
+			return v, fmt.Errorf("facts of %s: %w", t.Spec.Name, err)
+		}
 		in.Facts = facts
 		v.Facts = facts
 		call.Facts = facts
@@ -641,6 +647,8 @@ func (g *Gate) event(ctx context.Context, tool string, args any, start time.Time
 		SessionID: sessionID(ctx),
 		RequestID: newRequestID(),
 	})
+	// Only the gate records facts (recordFacts), never the caller.
+	ev.Args = store.WithAuditFacts(ev.Args, nil)
 	return &ev
 }
 

@@ -39,6 +39,14 @@ func undecided() verdict {
 	return verdict{Decision: guardrails.Decision{Effect: guardrails.EffectDeny, Reason: "guardrails could not decide, so the call is denied"}}
 }
 
+// recordFacts records in ev the facts the decision of its call used
+// (store.AuditFactsArg of its args), so the decision can be replayed.
+func recordFacts(ev *store.AuditEvent, v verdict) {
+	if v.Facts != nil {
+		ev.Args = store.WithAuditFacts(ev.Args, v.Facts)
+	}
+}
+
 // refund gives back the rate-limit uses of a call that did not go on to
 // run or to be queued. A refund that fails leaves the uses counted (the
 // caller's budget is smaller, never larger) and is logged.

@@ -88,6 +88,49 @@ func AuditHash(e AuditEvent) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
+// AuditFactsArg is the member of an audit event's args that holds the
+// guardrail facts its decision used (guardrails.AllFacts declares them):
+// sizes, counts, flags and names of objects, never a row value, so the
+// record stays free of personal data. With the event's actor, source,
+// tool, resource type and the other args, a decision can be made again on
+// the facts it was made on. The gate records them (WithAuditFacts) on the
+// event of every call whose tool computed facts: allowed, denied, queued
+// for approval, and run once approved. Facts are part of args, so they
+// are hashed into the chain as args are (AuditHash) and bounded with them
+// (BoundAudit); the encoding is unchanged.
+const AuditFactsArg = "$facts"
+
+// WithAuditFacts returns args, a call's recorded arguments, with facts
+// under AuditFactsArg; a member of that name the caller sent is not kept
+// (no tool accepts one, and only the gate records facts). Facts come first
+// in the 16 KiB budget of args: when the arguments leave them no room,
+// the arguments give way to the truncation member ("_truncated": true) and
+// the facts are kept whole. With nil facts it only drops the caller's
+// member.
+func WithAuditFacts(args, facts map[string]any) map[string]any {
+	if _, sent := args[AuditFactsArg]; !sent && facts == nil {
+		return args
+	}
+	out := make(map[string]any, len(args)+1)
+	for k, v := range args {
+		if k != AuditFactsArg {
+			out[k] = v
+		}
+	}
+	if facts == nil {
+		return out
+	}
+	out[AuditFactsArg] = facts
+	alone := boundArgs(map[string]any{AuditFactsArg: facts})[AuditFactsArg]
+	both := boundArgs(out)
+	a, errA := CanonicalJSON(alone)
+	b, errB := CanonicalJSON(both[AuditFactsArg])
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		return map[string]any{AuditFactsArg: alone, truncatedField: true}
+	}
+	return both
+}
+
 // CanonicalJSON is the one JSON text of an audit value (args or rules) that
 // stores write and AuditHash hashes: encoding/json's output with object keys
 // sorted, no insignificant white space, no HTML escaping, numbers kept as

@@ -15,7 +15,9 @@
 // redaction and limits every recorded event passes (BoundAudit, built on
 // RedactSecrets and BoundText: a store applies it to each event before it
 // hashes it, so no writer can skip it), the
-// hash chain's canonical encoding (AuditHash, CanonicalJSON), a call's
+// hash chain's canonical encoding (AuditHash, CanonicalJSON), where a
+// decision's guardrail facts go in its event (AuditFactsArg, inside args,
+// so hashed and bounded with them: WithAuditFacts), a call's
 // pending audit event that a store records in the transaction of the change
 // (WithPendingAudit, NoteAuditResource), the outbox a store keeps
 // (AuditOutbox), the warehouse target events are shipped to (AuditSink),

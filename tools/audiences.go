@@ -213,6 +213,7 @@ func audienceTools(d Deps) []Tool {
 			Resource:   "audience",
 			Write:      true,
 			Resolve:    resolveCreateAudience(d),
+			FactNames:  audienceSizeFactNames,
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				var args createAudienceArgs
 				if err := decode(raw, &args); err != nil {
@@ -275,6 +276,7 @@ func audienceTools(d Deps) []Tool {
 			Resource:   "audience",
 			Write:      true,
 			Resolve:    resolveUpdateAudience(d),
+			FactNames:  updateAudienceFactNames,
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				var args updateAudienceArgs
 				if err := decode(raw, &args); err != nil {

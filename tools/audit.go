@@ -65,8 +65,14 @@ func auditTools(d Deps) []Tool {
 			if len(events) > want {
 				events, res.More = events[:want], true
 			}
+			// A reader with access filters does not read the recorded
+			// facts counted beyond them, whoever's call they decided.
+			filters, err := d.Store.AccessFiltersFor(ctx, call.Principal)
+			if err != nil {
+				return Output{}, fmt.Errorf("access filters of %s: %w", call.Principal.MemberID, err)
+			}
 			for _, e := range events {
-				res.Events = append(res.Events, redactEvent(e))
+				res.Events = append(res.Events, redactEvent(e, len(filters) > 0))
 			}
 			res.Count = len(res.Events)
 			call.Summary = fmt.Sprintf("%d audit events", res.Count)
@@ -128,10 +134,14 @@ func auditTime(name, s string) (time.Time, error) {
 
 // redactEvent returns an event as a caller may see it. Events are redacted
 // when recorded; this applies the current rules again, so text recorded
-// before a rule existed is covered too.
-func redactEvent(e store.AuditEvent) store.AuditEvent {
+// before a rule existed is covered too. filtered hides the recorded facts
+// counted beyond access filters (withoutUnfiltered).
+func redactEvent(e store.AuditEvent, filtered bool) store.AuditEvent {
 	if e.Args != nil {
 		e.Args = guardrails.Redact(e.Args)
+		if facts, ok := e.Args[store.AuditFactsArg].(map[string]any); ok && filtered {
+			e.Args[store.AuditFactsArg] = withoutUnfiltered(facts)
+		}
 	}
 	e.Reason = guardrails.RedactString(e.Reason)
 	e.Result = guardrails.RedactString(e.Result)

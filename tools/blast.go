@@ -190,7 +190,7 @@ func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, 
 		deps, counted, uncounted, syncedChanged int
 		maxChange, maxSize                      int64
 		maxPct                                  float64
-		list                                    = []any{}
+		list                                    = []guardrails.Dependent{}
 	)
 	for _, c := range changed {
 		if synced[c.aud.ID] {
@@ -219,7 +219,7 @@ func blastFacts(ctx context.Context, d Deps, call *Call, before, after catalog, 
 		}
 		pct := float64(change) * 100 / float64(max(b, 1))
 		maxChange, maxSize, maxPct = max(maxChange, change), max(maxSize, a), max(maxPct, pct)
-		list = append(list, map[string]any{"id": c.aud.ID, "name": c.aud.Name, "size_before": b, "size_after": a, "synced": synced[c.aud.ID]})
+		list = append(list, guardrails.Dependent{ID: c.aud.ID, Name: c.aud.Name, SizeBefore: b, SizeAfter: a, Synced: synced[c.aud.ID]})
 	}
 	filtered, err := call.Warehouse.Filtered(ctx)
 	if err != nil {
@@ -261,24 +261,52 @@ func audienceSizeFacts(ctx context.Context, d Deps, call *Call, c *compiled) (ma
 		"caller_filtered": filtered}, nil
 }
 
-// unfilteredFacts are the facts counted without the caller's access
-// filters.
-var unfilteredFacts = []string{"estimated_size", "true_size", "previous_size", "size_change",
-	"max_dependent_change", "max_dependent_change_pct", "max_dependent_size", "dependents"}
+// The facts each tool that computes them declares (Tool.FactNames).
+var (
+	// audienceSizeFactNames are audienceSizeFacts' (create_audience's).
+	audienceSizeFactNames = []string{"estimated_size", "true_size", "visible_size", "model", "caller_filtered"}
+	// blastFactNames are blastFacts'.
+	blastFactNames = []string{"caller_filtered", "dependents_changed", "dependents_counted", "dependents_uncounted",
+		"synced_audiences_changed", "max_dependent_change", "max_dependent_change_pct", "max_dependent_size", "dependents"}
+	// updateAudienceFactNames are updateAudienceFacts'.
+	updateAudienceFactNames = factNames(audienceSizeFactNames, []string{"previous_size", "size_change"}, blastFactNames)
+	// updateModelFactNames are updateModelFacts'.
+	updateModelFactNames = factNames(blastFactNames, []string{"model"})
+)
+
+// factNames joins lists of fact names, each name once.
+func factNames(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		for _, n := range l {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
 
 // callerFacts are the facts a caller may read back (check_action, a
 // tool's result). A caller with access filters (caller_filtered) does not
-// get the sizes counted beyond them, which only the guardrails and the
-// human who reviews the call see: otherwise counts of ever narrower
-// audiences would tell it about the rows its filters keep from it.
+// get the facts counted beyond them (guardrails.Fact.Unfiltered), which
+// only the guardrails and the human who reviews the call see: otherwise
+// counts of ever narrower audiences would tell it about the rows its
+// filters keep from it. A fact without a declaration is hidden too.
 func callerFacts(facts map[string]any) map[string]any {
 	if facts["caller_filtered"] != true {
 		return facts
 	}
+	return withoutUnfiltered(facts)
+}
+
+// withoutUnfiltered returns facts without those counted beyond access
+// filters, and hidden_facts naming them.
+func withoutUnfiltered(facts map[string]any) map[string]any {
 	out := make(map[string]any, len(facts))
 	var hidden []string
 	for k, v := range facts {
-		if slices.Contains(unfilteredFacts, k) {
+		if f, ok := guardrails.LookupFact(k); !ok || f.Unfiltered {
 			hidden = append(hidden, k)
 			continue
 		}

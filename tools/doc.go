@@ -28,6 +28,13 @@
 // the model, or give a new source to a model synced audiences are over,
 // is refused already in its facts, so it is never queued for a human.
 //
+// A tool that computes facts declares them (Tool.FactNames), by names
+// package guardrails declares with their types and labels; the gate denies
+// a call whose facts stray from the declaration. callerFacts (check_action,
+// the audience tools' results) and search_audit leave out, for a caller
+// with access filters, the facts declared as counted beyond them
+// (guardrails.Fact.Unfiltered).
+//
 // A tool whose arguments name models or audiences has a Resolve hook
 // (resolve.go): before the gate queues a call for a human, and again before
 // an approved call runs, it loads what the arguments name, refuses what the

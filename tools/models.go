@@ -197,6 +197,7 @@ func modelTools(d Deps) []Tool {
 			Resource:   "model",
 			Write:      true,
 			Resolve:    resolveUpdateModel(d),
+			FactNames:  updateModelFactNames,
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				return updateModelFacts(ctx, d, call, raw)
 			},

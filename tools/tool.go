@@ -34,6 +34,11 @@ type Tool struct {
 	// (estimated audience size, destination environment, ...) before it
 	// runs. It must not change anything: check_action calls it too.
 	Facts FactsFunc
+	// FactNames are the facts Facts computes, each declared in package
+	// guardrails (guardrails.LookupFact), which gives its type and label.
+	// The gate denies a call whose facts are not among them or not of
+	// their declared type (guardrails.CheckFacts).
+	FactNames []string
 	// Resolve, when set, finds the objects the call names and checks that
 	// the call can run, before the gate queues it for a human: a call it
 	// refuses (an unknown id, a delete that dependents block) is never
@@ -57,8 +62,9 @@ type Resolved struct {
 }
 
 // FactsFunc computes the guardrail facts of a call from its arguments, with
-// the caller's access filters. A *Error is a bad argument the model should
-// fix; any other error denies the call.
+// the caller's access filters, by the names the tool declares
+// (Tool.FactNames). A *Error is a bad argument the model should fix; any
+// other error denies the call.
 type FactsFunc func(ctx context.Context, call *Call, args json.RawMessage) (map[string]any, error)
 
 // Operation is the guardrail operation of the tool: the action of its

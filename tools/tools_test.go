@@ -143,3 +143,23 @@ func TestDecodeIsStrict(t *testing.T) {
 		}
 	}
 }
+
+// TestToolFactDeclarations: a tool computes facts exactly when it declares
+// them, and declares only facts guardrails knows, each once. What each
+// computes is checked against its declaration on a real warehouse in
+// package server (TestToolFactsMatchDeclarations).
+func TestToolFactDeclarations(t *testing.T) {
+	t.Parallel()
+	for _, tool := range All(Deps{}) {
+		if (tool.Facts == nil) != (len(tool.FactNames) == 0) {
+			t.Errorf("%s: computes facts %v, declares %v", tool.Spec.Name, tool.Facts != nil, tool.FactNames)
+		}
+		seen := map[string]bool{}
+		for _, name := range tool.FactNames {
+			if _, ok := guardrails.LookupFact(name); !ok || seen[name] {
+				t.Errorf("%s declares fact %q, unknown to guardrails or declared twice", tool.Spec.Name, name)
+			}
+			seen[name] = true
+		}
+	}
+}

@@ -1,8 +1,9 @@
 // Package approvals owns the human-in-the-loop workflow of DESIGN.md
-// section 7: the queue and its state machine (pending -> approved ->
-// executing -> succeeded | failed; pending -> rejected | expired |
-// cancelled), who may decide, crash recovery, notifications, and the web
-// queue and JSON API where people decide.
+// section 7: the queue that drives its state machine (pending -> approved
+// -> executing -> succeeded | failed; pending -> rejected | expired |
+// cancelled; the moves are declared once, in store.ApprovalChange.Check,
+// which every store calls), who may decide, crash recovery, notifications,
+// and the web queue and JSON API where people decide.
 //
 // An approval pins the tool, the canonical JSON arguments (Canonical) and
 // their SHA-256, the requester, the policy version, rules, reason and facts

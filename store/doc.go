@@ -11,6 +11,10 @@
 // and a message built from it, never the engine's own message, which can
 // quote a value from the data. errors.Is matches it against the sentinels.
 //
+// The approval state machine is declared here once (approval.go):
+// ApprovalChange.Check says which moves are allowed, and every store calls
+// it before its compare-and-set on the stored state.
+//
 // The audit trail's contract lives here too (audit.go, audit_verify.go): the
 // redaction and limits every recorded event passes (BoundAudit, built on
 // RedactSecrets and BoundText: a store applies it to each event before it

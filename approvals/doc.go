@@ -5,9 +5,10 @@
 // which every store calls), who may decide, crash recovery, notifications,
 // and the web queue and JSON API where people decide.
 //
-// An approval pins the tool, the canonical JSON arguments (Canonical) and
-// their SHA-256, the requester, the policy version, rules, reason and facts
-// at request time, and the objects the call touches with their versions
+// An approval pins the tool, the canonical JSON arguments (Canonical, in
+// the audit trail's form, store.CanonicalJSON) and their SHA-256, the
+// requester, the policy version, rules, reason and facts at request time,
+// and the objects the call touches with their versions
 // (store.ApprovalPin; the server resolves them and names them by id in the
 // arguments, and fails the approval at execution when one changed). The
 // detail page lists the pins beside the arguments. The pinned arguments are
@@ -25,9 +26,12 @@
 // A Queue tells its Notifier of every approval it creates and every state
 // it moves one to. Webhook is the Notifier the server uses for
 // serve --approval-webhook: Slack-compatible JSON, delivered in the
-// background with retries and backoff, never blocking the queue or the
-// call; a failure is logged, never shown to the agent. A message carries
-// only ids, the tool, the state, the policy's reason and the link.
+// background with retries and capped, jittered backoff (internal/retry,
+// the audit shipper's too), never blocking the queue or the call; a
+// failure is logged, never shown to the agent. Flush at shutdown waits
+// until its context ends and then gives up on what is still in flight. A
+// message carries only ids, the tool, the state, the policy's reason and
+// the link.
 //
 // # Web queue and API
 //

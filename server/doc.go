@@ -65,7 +65,7 @@
 // (store.WithPendingAudit), which records it in the same transaction as the
 // change. The Shipper (shipper.go) moves the store's outbox to the
 // warehouse's cdp_audit schema through a store.AuditSink, retrying with
-// backoff while the warehouse is down. /metrics (metrics.go) serves the
+// capped, jittered backoff (internal/retry) while the warehouse is down. /metrics (metrics.go) serves the
 // audit backlog, decisions by effect, call latency per tool, and the
 // warehouse queries running and waiting in the tools' QueryQueue (whose
 // caps Config.QueryConcurrency sets); it holds no

@@ -58,12 +58,20 @@
 // CSRF: every POST carries a per-session random token in a hidden field,
 // compared in constant time; the sign-in form, which has no session yet,
 // uses the same token in a short-lived cookie scoped to the sign-in path
-// (double submit). Before that, a POST whose Sec-Fetch-Site is cross-site,
-// or whose Origin (or, without one, Referer) names another origin, is
-// refused. Browsers send "Origin: null" with forms under Referrer-Policy
+// (double submit). Before that, a POST a browser says came from another
+// origin is refused by net/http's CrossOriginProtection (Sec-Fetch-Site,
+// else Origin against the Host; WebConfig.Origins trusted), and one from a
+// browser that sends neither header by a Referer naming another origin.
+// Browsers send "Origin: null" with forms under Referrer-Policy
 // no-referrer, which is treated as no information; SameSite=Strict and the
 // token still apply. Refused POSTs change nothing: no session (401), a
 // foreign origin or a wrong token (403).
+//
+// Routes are http.ServeMux patterns (Web.route: "GET /approvals/{id}",
+// "POST /api/v1/approvals/{id}/approve", ...); a path with one trailing
+// slash is the path without it. A path no route serves is 404, and one
+// served only with other methods is 405 with Allow, both in the format of
+// the surface asked (an error page, or the API's JSON error).
 //
 // Who decides (Queue.CanDecide): a person with approvals.decide, through
 // the web queue, the API or the CLI, who is neither the requester nor the

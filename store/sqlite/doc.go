@@ -137,8 +137,5 @@
 // error naming the code for the rest (I/O, corruption, memory), which is
 // all a log line then shows.
 //
-// GenerateDemo writes the demo analytics.db (customers, orders, events)
-// deterministically from a seed and a generation time, under a temporary
-// name renamed into place only when complete; DemoExists says whether there
-// is one.
+// The demo's analytics.db is written by package store/demo, not here.
 package sqlite

@@ -88,7 +88,7 @@ type Warehouse struct {
 var errQueryTimeout = errors.New("query timeout")
 
 // OpenWarehouse opens the embedded warehouse in dir (the data directory's
-// warehouse folder). analytics.db must exist (GenerateDemo writes it; the
+// warehouse folder). analytics.db must exist (demo.Generate writes it; the
 // error wraps fs.ErrNotExist otherwise); empty cdp_planner.db and
 // cdp_audit.db are created when absent. The caller must Close the
 // Warehouse.
@@ -155,7 +155,7 @@ func (w *Warehouse) Close() error {
 }
 
 // Tables lists the tables and views of the analytics schema by name. The
-// row count comes from the statistics ANALYZE leaves (GenerateDemo runs it)
+// row count comes from the statistics ANALYZE leaves (demo.Generate runs it)
 // and is absent for a table without statistics: counting rows on every call
 // would scan the whole warehouse.
 func (w *Warehouse) Tables(ctx context.Context) ([]store.Table, error) {

@@ -6,7 +6,10 @@
 //
 // The gate (gate.go) is the one place every tool call passes, in a fixed
 // order: authenticate the key, authorize the tool's permission with RBAC,
-// run the handler, write the audit event, answer. tools/list is filtered to
+// decide with the guardrails (guard.go: the tool's facts, the kill switch,
+// the AI policies and their rate limits), then, on allow, run the handler;
+// on require_approval, queue the call for a human instead;
+// on deny, refuse it with the reason; write the audit event; answer. tools/list is filtered to
 // the tools the caller's role permits by an after-list hook; a call to an
 // unknown tool is audited by an error hook. HTTP requests to /mcp are
 // authenticated before MCP sees them: a missing or bad key gets 401, and
@@ -65,10 +68,10 @@
 // (store.WithPendingAudit), which records it in the same transaction as the
 // change. The Shipper (shipper.go) moves the store's outbox to the
 // warehouse's cdp_audit schema through a store.AuditSink, retrying with
-// capped, jittered backoff (internal/retry) while the warehouse is down. /metrics (metrics.go) serves the
-// audit backlog, decisions by effect, call latency per tool, and the
-// warehouse queries running and waiting in the tools' QueryQueue (whose
-// caps Config.QueryConcurrency sets); it holds no
+// capped, jittered backoff (internal/retry) while the warehouse is down.
+// /metrics (metrics.go) serves the audit backlog, decisions by effect, call
+// latency per tool, and the warehouse queries running and waiting in the
+// tools' QueryQueue (whose caps Config.QueryConcurrency sets); it holds no
 // secret or personal data and is not authenticated.
 //
 // Errors: a failure the model should read is a tool result with IsError and
@@ -79,5 +82,6 @@
 // (guardrails.Redact), and every event is redacted and bounded again by
 // the store (store.BoundAudit), as the gate's events are when they start.
 //
-// server imports tools, guardrails and store; never a database driver.
+// server imports tools, approvals, guardrails, store and internal/retry
+// (besides mcp-go and Prometheus); never a database driver.
 package server

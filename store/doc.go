@@ -1,6 +1,8 @@
 // Package store defines the domain types of the agent server, the metadata
 // Store interface and the Warehouse interface. It holds no implementation and
-// imports no database driver: store/sqlite and store/trino implement it.
+// imports no database driver: store/sqlite implements both; store/trino has
+// only the Trino dialect so far; store/demo holds the demo data and
+// metadata.
 //
 // Every Store and Warehouse method reports failures with the sentinel errors
 // declared here (ErrNotFound, ErrConflict, ErrInvalid, ErrQueryLimit,

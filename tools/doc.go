@@ -45,6 +45,8 @@
 // waiting human with the fewest running. Preview answers are bounded
 // (boundPreview: 1 MiB of rows, 4 KiB per value) and say when they were cut.
 //
-// tools may import store, guardrails and mcp-go's mcp package; it never
-// imports server or a database driver.
+// tools may import store, audience (audience definitions and their SQL),
+// guardrails, approvals (the queue behind the approval tools, and its
+// errors) and mcp-go's mcp package; it never imports server or a database
+// driver.
 package tools

@@ -8,10 +8,10 @@
 // order: authenticate the key, authorize the tool's permission with RBAC,
 // decide with the guardrails (guard.go: the tool's facts, the kill switch,
 // the AI policies and their rate limits), then, on allow, run the handler;
-// on require_approval, queue the call for a human instead;
-// on deny, refuse it with the reason; write the audit event; answer. tools/list is filtered to
-// the tools the caller's role permits by an after-list hook; a call to an
-// unknown tool is audited by an error hook. HTTP requests to /mcp are
+// on require_approval, queue the call for a human instead; on deny, refuse
+// it with the reason; write the audit event; answer. tools/list is
+// filtered to the tools the caller's role permits by an after-list hook; a
+// call to an unknown tool is audited by an error hook. HTTP requests to /mcp are
 // authenticated before MCP sees them: a missing or bad key gets 401, and
 // the refusal is audited.
 //

@@ -80,32 +80,11 @@ type decisionBody struct {
 	Comment string `json:"comment"`
 }
 
-// serveAPI serves /api/v1/approvals (GET: list), /api/v1/approvals/{id}
-// (GET) and /api/v1/approvals/{id}/approve|reject (POST), authenticated
-// with "Authorization: Bearer <user key>". Decisions have source API.
-func (w *Web) serveAPI(rw http.ResponseWriter, r *http.Request, reqID string) {
-	rest := strings.TrimPrefix(r.URL.Path, "/api/v1/approvals")
-	parts := strings.Split(strings.Trim(rest, "/"), "/")
-	if rest == "" || rest == "/" {
-		parts = nil
-	}
-	var method, action string
-	switch {
-	case len(parts) == 0:
-		method = http.MethodGet
-	case len(parts) == 1:
-		method = http.MethodGet
-	case len(parts) == 2 && (parts[1] == "approve" || parts[1] == "reject"):
-		method, action = http.MethodPost, parts[1]
-	default:
-		w.apiError(rw, r, reqID, errNoRoute)
-		return
-	}
-	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
-		rw.Header().Set("Allow", method)
-		w.apiError(rw, r, reqID, fmt.Errorf("%w: use %s", errMethod, method))
-		return
-	}
+// withKey runs next for an API request whose "Authorization: Bearer"
+// user key may read approvals; the API's routes (Web.route) are GET
+// /api/v1/approvals (list), GET /api/v1/approvals/{id} and POST
+// /api/v1/approvals/{id}/approve|reject. Decisions have source API.
+func (w *Web) withKey(rw http.ResponseWriter, r *http.Request, reqID string, next func(http.ResponseWriter, *http.Request, string, store.Principal)) {
 	p, err := w.authenticate(r, bearer(r), store.SourceAPI)
 	if err != nil {
 		rw.Header().Set("WWW-Authenticate", `Bearer realm="signalsmith", error="invalid_token"`)
@@ -116,57 +95,76 @@ func (w *Web) serveAPI(rw http.ResponseWriter, r *http.Request, reqID string) {
 		w.apiError(rw, r, reqID, err)
 		return
 	}
-	if len(parts) == 0 {
-		lq, err := w.parseList(r.Context(), p.WorkspaceID, r.URL.Query(), true)
-		if err != nil {
-			w.apiError(rw, r, reqID, err)
-			return
-		}
-		list, err := w.list(r.Context(), lq)
-		if err != nil {
-			w.apiError(rw, r, reqID, err)
-			return
-		}
-		out := make([]apiApproval, len(list))
-		for i, a := range list {
-			out[i] = apiApproval{Approval: a, URL: w.link(a.ID)}
-		}
-		writeJSON(rw, http.StatusOK, map[string]any{"approvals": out})
+	next(rw, r, reqID, p)
+}
+
+// apiList answers GET /api/v1/approvals.
+func (w *Web) apiList(rw http.ResponseWriter, r *http.Request, reqID string, p store.Principal) {
+	lq, err := w.parseList(r.Context(), p.WorkspaceID, r.URL.Query(), true)
+	if err != nil {
+		w.apiError(rw, r, reqID, err)
 		return
 	}
-	id := parts[0]
+	list, err := w.list(r.Context(), lq)
+	if err != nil {
+		w.apiError(rw, r, reqID, err)
+		return
+	}
+	out := make([]apiApproval, len(list))
+	for i, a := range list {
+		out[i] = apiApproval{Approval: a, URL: w.link(a.ID)}
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"approvals": out})
+}
+
+// apiGet answers GET /api/v1/approvals/{id}.
+func (w *Web) apiGet(rw http.ResponseWriter, r *http.Request, reqID string, p store.Principal) {
+	id := r.PathValue("id")
 	if err := checkID(id); err != nil {
 		w.apiError(rw, r, reqID, err)
 		return
 	}
-	if action == "" {
-		if len(r.URL.Query()) > 0 {
-			w.apiError(rw, r, reqID, invalidf("GET /api/v1/approvals/{id} takes no query parameters"))
-			return
-		}
-		a, err := w.queue.store.GetApproval(r.Context(), p.WorkspaceID, id)
-		if err != nil {
-			w.apiError(rw, r, reqID, notFound(id, err))
-			return
-		}
-		writeJSON(rw, http.StatusOK, apiApproval{Approval: a, URL: w.link(a.ID)})
-		return
-	}
 	if len(r.URL.Query()) > 0 {
-		w.apiError(rw, r, reqID, invalidf("POST /api/v1/approvals/{id}/%s takes no query parameters; send {\"comment\": \"...\"} in the body", action))
+		w.apiError(rw, r, reqID, invalidf("GET /api/v1/approvals/{id} takes no query parameters"))
 		return
 	}
-	body, err := decodeDecision(rw, r)
+	a, err := w.queue.store.GetApproval(r.Context(), p.WorkspaceID, id)
 	if err != nil {
-		w.apiError(rw, r, reqID, err)
-		return
-	}
-	a, err := w.decide(r.Context(), p, store.SourceAPI, id, action == "approve", body.Comment)
-	if err != nil {
-		w.apiError(rw, r, reqID, err)
+		w.apiError(rw, r, reqID, notFound(id, err))
 		return
 	}
 	writeJSON(rw, http.StatusOK, apiApproval{Approval: a, URL: w.link(a.ID)})
+}
+
+// apiDecide answers POST /api/v1/approvals/{id}/approve (approve) or
+// .../reject, with an optional {"comment": "..."} body.
+func (w *Web) apiDecide(approve bool) func(http.ResponseWriter, *http.Request, string, store.Principal) {
+	action := "reject"
+	if approve {
+		action = "approve"
+	}
+	return func(rw http.ResponseWriter, r *http.Request, reqID string, p store.Principal) {
+		id := r.PathValue("id")
+		if err := checkID(id); err != nil {
+			w.apiError(rw, r, reqID, err)
+			return
+		}
+		if len(r.URL.Query()) > 0 {
+			w.apiError(rw, r, reqID, invalidf("POST /api/v1/approvals/{id}/%s takes no query parameters; send {\"comment\": \"...\"} in the body", action))
+			return
+		}
+		body, err := decodeDecision(rw, r)
+		if err != nil {
+			w.apiError(rw, r, reqID, err)
+			return
+		}
+		a, err := w.decide(r.Context(), p, store.SourceAPI, id, approve, body.Comment)
+		if err != nil {
+			w.apiError(rw, r, reqID, err)
+			return
+		}
+		writeJSON(rw, http.StatusOK, apiApproval{Approval: a, URL: w.link(a.ID)})
+	}
 }
 
 // decodeDecision reads a decision body: one JSON object with at most a

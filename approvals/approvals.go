@@ -85,33 +85,23 @@ func (q *Queue) notified(a store.Approval, err error) (store.Approval, error) {
 }
 
 // Canonical returns the canonical form of tool arguments and its SHA-256
-// in hex: JSON with object keys sorted, no insignificant white space, and
+// in hex. The form is store.CanonicalJSON's, the one the audit trail
+// hashes too: object keys sorted, no insignificant white space, and
 // numbers kept exactly as written. Two argument texts that mean the same
-// have the same hash; "no arguments" is {}.
+// have the same hash; "no arguments" is {}. Arguments that are not one
+// JSON object are an error.
 func Canonical(args json.RawMessage) (json.RawMessage, string, error) {
 	if len(bytes.TrimSpace(args)) == 0 || bytes.Equal(bytes.TrimSpace(args), []byte("null")) {
 		args = json.RawMessage("{}")
 	}
-	dec := json.NewDecoder(bytes.NewReader(args))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	out, err := store.CanonicalJSON(args)
+	if err != nil {
 		return nil, "", fmt.Errorf("canonical arguments: %w", err)
 	}
-	if dec.More() {
-		return nil, "", errors.New("canonical arguments: more than one JSON value")
-	}
-	if _, ok := v.(map[string]any); !ok {
+	// The canonical text of a JSON object, and only of one, starts with {.
+	if out[0] != '{' {
 		return nil, "", errors.New("canonical arguments: not a JSON object")
 	}
-	// encoding/json writes map keys sorted and json.Number verbatim.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, "", fmt.Errorf("canonical arguments: %w", err)
-	}
-	out := bytes.TrimRight(buf.Bytes(), "\n")
 	sum := sha256.Sum256(out)
 	return out, hex.EncodeToString(sum[:]), nil
 }

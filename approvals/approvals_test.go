@@ -107,6 +107,30 @@ func TestCanonicalArguments(t *testing.T) {
 	}
 }
 
+// TestCanonicalArgumentForms shows the texts a reviewer sees and a hash
+// covers for argument texts written differently: white space, escapes and
+// invalid UTF-8 never make two requests of one call, and numbers are kept
+// as written.
+func TestCanonicalArgumentForms(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{" \n null \t", `{}`},
+		{`{"z": {"b": 1, "a": [true, null]}, "a": ""}`, `{"a":"","z":{"a":[true,null],"b":1}}`},
+		{`{"s": "\u00e9\u003c\/"}`, `{"s":"é</"}`},
+		{"{\"s\": \"a\xffb\"}", "{\"s\":\"a\uFFFDb\"}"},
+		{`{"n": [1e3, -0.0, 10.50, 12345678901234567890]}`, `{"n":[1e3,-0.0,10.50,12345678901234567890]}`},
+	} {
+		got, hash, err := approvals.Canonical(json.RawMessage(c.in))
+		if err != nil || string(got) != c.want {
+			t.Errorf("Canonical(%q) = %s, %v; want %s", c.in, got, err, c.want)
+			continue
+		}
+		if _, again, _ := approvals.Canonical(got); again != hash {
+			t.Errorf("Canonical(%q): the canonical text hashes differently when canonicalised again", c.in)
+		}
+	}
+}
+
 func TestRequestPinsTheCall(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)

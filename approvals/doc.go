@@ -1,12 +1,14 @@
 // Package approvals owns the human-in-the-loop workflow of DESIGN.md
-// section 7: the queue and its state machine (pending -> approved ->
-// executing -> succeeded | failed; pending -> rejected | expired |
-// cancelled), who may decide, crash recovery, notifications, and the web
-// queue and JSON API where people decide.
+// section 7: the queue that drives its state machine (pending -> approved
+// -> executing -> succeeded | failed; pending -> rejected | expired |
+// cancelled; the moves are declared once, in store.ApprovalChange.Check,
+// which every store calls), who may decide, crash recovery, notifications,
+// and the web queue and JSON API where people decide.
 //
-// An approval pins the tool, the canonical JSON arguments (Canonical) and
-// their SHA-256, the requester, the policy version, rules, reason and facts
-// at request time, and the objects the call touches with their versions
+// An approval pins the tool, the canonical JSON arguments (Canonical, in
+// the audit trail's form, store.CanonicalJSON) and their SHA-256, the
+// requester, the policy version, rules, reason and facts at request time,
+// and the objects the call touches with their versions
 // (store.ApprovalPin; the server resolves them and names them by id in the
 // arguments, and fails the approval at execution when one changed). The
 // detail page lists the pins beside the arguments, and the facts under
@@ -25,9 +27,12 @@
 // A Queue tells its Notifier of every approval it creates and every state
 // it moves one to. Webhook is the Notifier the server uses for
 // serve --approval-webhook: Slack-compatible JSON, delivered in the
-// background with retries and backoff, never blocking the queue or the
-// call; a failure is logged, never shown to the agent. A message carries
-// only ids, the tool, the state, the policy's reason and the link.
+// background with retries and capped, jittered backoff (internal/retry,
+// the audit shipper's too), never blocking the queue or the call; a
+// failure is logged, never shown to the agent. Flush at shutdown waits
+// until its context ends and then gives up on what is still in flight. A
+// message carries only ids, the tool, the state, the policy's reason and
+// the link.
 //
 // # Web queue and API
 //
@@ -54,12 +59,20 @@
 // CSRF: every POST carries a per-session random token in a hidden field,
 // compared in constant time; the sign-in form, which has no session yet,
 // uses the same token in a short-lived cookie scoped to the sign-in path
-// (double submit). Before that, a POST whose Sec-Fetch-Site is cross-site,
-// or whose Origin (or, without one, Referer) names another origin, is
-// refused. Browsers send "Origin: null" with forms under Referrer-Policy
+// (double submit). Before that, a POST a browser says came from another
+// origin is refused by net/http's CrossOriginProtection (Sec-Fetch-Site,
+// else Origin against the Host; WebConfig.Origins trusted), and one from a
+// browser that sends neither header by a Referer naming another origin.
+// Browsers send "Origin: null" with forms under Referrer-Policy
 // no-referrer, which is treated as no information; SameSite=Strict and the
 // token still apply. Refused POSTs change nothing: no session (401), a
 // foreign origin or a wrong token (403).
+//
+// Routes are http.ServeMux patterns (Web.route: "GET /approvals/{id}",
+// "POST /api/v1/approvals/{id}/approve", ...); a path with one trailing
+// slash is the path without it. A path no route serves is 404, and one
+// served only with other methods is 405 with Allow, both in the format of
+// the surface asked (an error page, or the API's JSON error).
 //
 // Who decides (Queue.CanDecide): a person with approvals.decide, through
 // the web queue, the API or the CLI, who is neither the requester nor the

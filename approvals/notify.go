@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/internal/retry"
 	"github.com/signalsmith/agent-server/store"
 )
 
@@ -23,8 +24,10 @@ type WebhookOptions struct {
 	// Attempts is how many times one notification is tried (default 5).
 	Attempts int
 	// Backoff is the wait before the first retry; it doubles after each
-	// failure (default 1s).
+	// failure up to MaxBackoff, with jitter (default 1s).
 	Backoff time.Duration
+	// MaxBackoff caps the wait between retries (default 1 minute).
+	MaxBackoff time.Duration
 	// Timeout bounds one attempt (default 10s).
 	Timeout time.Duration
 	// Client sends the requests (default a client with Timeout).
@@ -40,21 +43,31 @@ const maxInFlight = 64
 
 // Webhook is a Notifier that POSTs a Slack-compatible JSON message to a URL
 // when an approval is created and when it changes state. Delivery happens
-// in the background with retries and exponential backoff: Notify never
-// blocks and a failing receiver never affects the queue or the call; a
-// notification that cannot be delivered is logged and dropped.
+// in the background with retries and capped, jittered exponential backoff
+// (retry.Backoff): Notify never blocks and a failing receiver never affects
+// the queue or the call; a notification that cannot be delivered is logged
+// and dropped.
 //
 // A message carries only ids, the tool, the state, the policy's reason and
 // the approval's link: never arguments, comments, outcomes, names or keys,
 // which may hold secrets or personal data.
 type Webhook struct {
-	url      string
-	host     string
-	link     func(id string) string
-	opts     WebhookOptions
-	log      *slog.Logger
-	slots    chan struct{}
-	inFlight sync.WaitGroup
+	url   string
+	host  string
+	link  func(id string) string
+	opts  WebhookOptions
+	log   *slog.Logger
+	slots chan struct{}
+
+	// mu guards the deliveries in flight: how many there are, a channel
+	// closed when the last one ends (a sync.WaitGroup cannot take new
+	// deliveries while a Wait that gave up is still parked on it), and
+	// their context, which Wait cancels when it gives up on them.
+	mu       sync.Mutex
+	inFlight int
+	idle     chan struct{}
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 var _ Notifier = (*Webhook)(nil)
@@ -73,6 +86,9 @@ func NewWebhook(rawURL string, link func(id string) string, opts WebhookOptions)
 	if opts.Backoff <= 0 {
 		opts.Backoff = time.Second
 	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = time.Minute
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
@@ -89,7 +105,9 @@ func NewWebhook(rawURL string, link func(id string) string, opts WebhookOptions)
 	if link == nil {
 		link = func(id string) string { return "/approvals/" + id }
 	}
-	return &Webhook{url: rawURL, host: u.Host, link: link, opts: opts, log: log, slots: make(chan struct{}, maxInFlight)}, nil
+	w := &Webhook{url: rawURL, host: u.Host, link: link, opts: opts, log: log, slots: make(chan struct{}, maxInFlight)}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	return w, nil
 }
 
 // Message is the JSON body a Webhook sends. Text is what Slack shows; the
@@ -143,57 +161,98 @@ func (w *Webhook) Notify(a store.Approval) {
 		w.log.Error("approval notification dropped: too many in flight", "approval", a.ID, "event", msg.Event, "webhook_host", w.host)
 		return
 	}
-	w.inFlight.Add(1)
+	w.mu.Lock()
+	if w.inFlight == 0 {
+		w.idle = make(chan struct{})
+	}
+	w.inFlight++
+	ctx := w.ctx
+	w.mu.Unlock()
 	go func() {
-		defer func() { <-w.slots; w.inFlight.Done() }()
-		w.deliver(msg)
+		defer w.delivered()
+		w.deliver(ctx, msg)
 	}()
 }
 
+// delivered notes that one delivery ended, in success or not.
+func (w *Webhook) delivered() {
+	<-w.slots
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight--; w.inFlight == 0 {
+		close(w.idle)
+	}
+}
+
 // Wait blocks until every queued notification was delivered or given up,
-// or ctx ends. A short-lived process (the CLI) calls it before exiting.
+// or ctx ends. A process calls it before it exits (the CLI, the server at
+// shutdown). When ctx ends first, the notifications still being delivered
+// are given up at once (their requests are cancelled, their retries do not
+// happen, and each is logged as not delivered); notifications queued after
+// that are delivered as usual.
 func (w *Webhook) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { w.inFlight.Wait(); close(done) }()
+	w.mu.Lock()
+	idle := w.idle
+	if w.inFlight == 0 {
+		idle = nil
+	}
+	w.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
+		w.mu.Lock()
+		w.cancel()
+		w.ctx, w.cancel = context.WithCancel(context.Background())
+		w.mu.Unlock()
 		return ctx.Err()
 	}
 }
 
-// deliver tries to send msg, backing off between attempts.
-func (w *Webhook) deliver(msg Message) {
+// deliver tries to send msg until ctx ends, backing off between attempts.
+func (w *Webhook) deliver(ctx context.Context, msg Message) {
 	body, err := json.Marshal(msg)
 	if err != nil {
 		w.log.Error("approval notification not encoded", "approval", msg.ApprovalID, "err", err)
 		return
 	}
-	wait := w.opts.Backoff
+	backoff := retry.Backoff{Min: w.opts.Backoff, Max: w.opts.MaxBackoff}
 	for attempt := 1; ; attempt++ {
-		err := w.post(body)
+		err := w.post(ctx, body)
 		if err == nil {
 			return
 		}
-		if attempt >= w.opts.Attempts {
-			w.log.Error("approval notification not delivered", "approval", msg.ApprovalID, "event", msg.Event,
-				"webhook_host", w.host, "attempts", attempt, "err", err)
+		if attempt >= w.opts.Attempts || ctx.Err() != nil {
+			w.undelivered(msg, attempt, err)
 			return
 		}
+		wait := backoff.Delay(attempt)
 		w.log.Warn("approval notification failed; retrying", "approval", msg.ApprovalID, "event", msg.Event,
-			"webhook_host", w.host, "attempt", attempt, "retry_in", wait.String(), "err", err)
-		time.Sleep(wait)
-		wait *= 2
+			"webhook_host", w.host, "attempt", attempt, "retry_in", wait.Round(time.Millisecond).String(), "err", err)
+		if !retry.Sleep(ctx, wait) {
+			w.undelivered(msg, attempt, err)
+			return
+		}
 	}
+}
+
+// undelivered logs a notification given up after attempts tries; err is
+// the last attempt's.
+func (w *Webhook) undelivered(msg Message, attempts int, err error) {
+	w.log.Error("approval notification not delivered", "approval", msg.ApprovalID, "event", msg.Event,
+		"webhook_host", w.host, "attempts", attempts, "err", err)
 }
 
 // errDelivery is a receiver's refusal; its text names only the status.
 var errDelivery = errors.New("webhook answered")
 
-// post makes one attempt. Its error never contains the URL.
-func (w *Webhook) post(body []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), w.opts.Timeout)
+// post makes one attempt, cancelled when ctx ends. Its error never
+// contains the URL.
+func (w *Webhook) post(ctx context.Context, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, w.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {

@@ -121,6 +121,67 @@ func TestWebhookGivesUpAndLogs(t *testing.T) {
 	}
 }
 
+// TestWebhookWaitGivesUpAtItsDeadline shows that shutdown never waits out
+// a slow receiver: when Wait's context ends, a notification in a long
+// backoff or a hanging request is given up and logged at once, and the
+// webhook still delivers what is notified later.
+func TestWebhookWaitGivesUpAtItsDeadline(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		// failing is how the receiver treats the first notification.
+		failing func(w http.ResponseWriter, r *http.Request)
+	}{
+		{"in a backoff", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+		}},
+		{"in a hanging request", func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done()
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var delivered atomic.Int32
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var m approvals.Message
+				if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+					t.Errorf("webhook body: %v", err)
+				}
+				if m.ApprovalID == "apr_slow" {
+					c.failing(w, r)
+					return
+				}
+				delivered.Add(1)
+			}))
+			t.Cleanup(hs.Close)
+			logs := &lockedBuffer{}
+			hook, err := approvals.NewWebhook(hs.URL, nil, approvals.WebhookOptions{Attempts: 5, Backoff: time.Hour, MaxBackoff: time.Hour,
+				Timeout: time.Hour, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hook.Notify(store.Approval{ID: "apr_slow", State: store.ApprovalPending, Tool: "delete_model"})
+			short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			if err := hook.Wait(short); err == nil {
+				t.Fatal("Wait returned before the slow notification ended")
+			}
+			long, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := hook.Wait(long); err != nil {
+				t.Fatalf("the given-up notification is still being delivered: %v", err)
+			}
+			if !strings.Contains(logs.String(), "approval notification not delivered") {
+				t.Errorf("the given-up notification was not logged: %s", logs.String())
+			}
+			hook.Notify(store.Approval{ID: "apr_next", State: store.ApprovalPending, Tool: "delete_model"})
+			if err := hook.Wait(long); err != nil || delivered.Load() != 1 {
+				t.Errorf("a notification after the deadline: %v, %d delivered", err, delivered.Load())
+			}
+		})
+	}
+}
+
 func TestQueueNotifiesEveryStateChange(t *testing.T) {
 	t.Parallel()
 	b := setup(t, time.Hour)

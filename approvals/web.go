@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -116,6 +117,9 @@ type Web struct {
 	tools    []string
 	link     func(id string) string
 	origins  []string
+	cop      *http.CrossOriginProtection
+	routes   *http.ServeMux
+	refusals map[string]bool
 	sessions *sessions
 	pages    map[string]*page
 	static   http.Handler
@@ -145,25 +149,89 @@ func NewWeb(c WebConfig) (*Web, error) {
 	if link == nil {
 		link = func(id string) string { return "/approvals/" + id }
 	}
+	cop := http.NewCrossOriginProtection()
 	origins := make([]string, 0, len(c.Origins))
 	for _, o := range c.Origins {
-		if u, err := url.Parse(o); err == nil && u.Scheme != "" && u.Host != "" {
-			origins = append(origins, strings.ToLower(u.Scheme+"://"+u.Host))
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("approvals web: origin %q is not an absolute URL", o)
 		}
+		origin := strings.ToLower(u.Scheme + "://" + u.Host)
+		if err := cop.AddTrustedOrigin(origin); err != nil {
+			return nil, fmt.Errorf("approvals web: origin %q: %w", o, err)
+		}
+		origins = append(origins, origin)
 	}
-	return &Web{
+	w := &Web{
 		queue: c.Queue, auth: c.Authenticate, reread: c.Principal, execute: c.Execute, target: c.Target,
-		tools: c.Tools, link: link, origins: origins,
+		tools: c.Tools, link: link, origins: origins, cop: cop,
 		sessions: newSessions(c.SessionTTL, time.Now),
 		pages:    pages,
 		static:   http.StripPrefix("/approvals/static/", http.FileServerFS(static)),
 		log:      log,
 		now:      time.Now,
-	}, nil
+	}
+	w.route()
+	return w, nil
+}
+
+// route registers the web queue's pages and the API's endpoints. A
+// request no pattern matches is answered by ServeHTTP, in the page's or
+// the API's own error format.
+func (w *Web) route() {
+	w.routes = http.NewServeMux()
+	w.refusals = map[string]bool{}
+	page := func(pattern string, h func(rw http.ResponseWriter, r *http.Request, reqID string)) {
+		w.routes.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) { h(rw, r, requestID(r)) })
+	}
+	signedInPage := func(pattern string, h func(rw http.ResponseWriter, r *http.Request, s *signedIn)) {
+		page(pattern, func(rw http.ResponseWriter, r *http.Request, reqID string) { w.withSession(rw, r, reqID, h) })
+	}
+	signedInPage("GET /approvals", w.listPage)
+	w.routes.Handle("GET /approvals/static/style.css", w.static)
+	page("GET /approvals/login", w.loginPage)
+	page("POST /approvals/login", w.signIn)
+	signedInPage("POST /approvals/logout", w.signOut)
+	// Without this, GET /approvals/logout would be the detail page of an
+	// approval called "logout".
+	w.refuse("GET /approvals/logout", http.MethodPost)
+	signedInPage("GET /approvals/{id}", func(rw http.ResponseWriter, r *http.Request, s *signedIn) {
+		w.detailPage(rw, r, s, r.PathValue("id"), http.StatusOK, nil, "")
+	})
+	signedInPage("POST /approvals/{id}/decide", func(rw http.ResponseWriter, r *http.Request, s *signedIn) {
+		w.decidePage(rw, r, s, r.PathValue("id"))
+	})
+
+	api := func(pattern string, h func(rw http.ResponseWriter, r *http.Request, reqID string, p store.Principal)) {
+		w.routes.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) { w.withKey(rw, r, requestID(r), h) })
+	}
+	api("GET /api/v1/approvals", w.apiList)
+	api("GET /api/v1/approvals/{id}", w.apiGet)
+	api("POST /api/v1/approvals/{id}/approve", w.apiDecide(true))
+	api("POST /api/v1/approvals/{id}/reject", w.apiDecide(false))
+}
+
+// refuse answers the requests pattern matches with 405, allowing allow.
+// Such a pattern only keeps a wildcard pattern from taking the path; it
+// is not a route of its own.
+func (w *Web) refuse(pattern, allow string) {
+	w.refusals[pattern] = true
+	w.routes.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
+		w.noRoute(rw, r, requestID(r), []string{allow})
+	})
+}
+
+type requestIDKey struct{}
+
+// requestID returns the id ServeHTTP gave r.
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey{}).(string)
+	return id
 }
 
 // ServeHTTP serves /approvals... and /api/v1/approvals...; mount it on
-// both prefixes.
+// both prefixes. Every response carries the security headers and a
+// request id. A path with one trailing slash is the path without it.
 func (w *Web) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	reqID := newRequestID()
 	h := rw.Header()
@@ -171,66 +239,49 @@ func (w *Web) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		h.Set(k, v)
 	}
 	h.Set("X-Request-Id", reqID)
-	switch p := r.URL.Path; {
-	case p == "/api/v1/approvals" || strings.HasPrefix(p, "/api/v1/approvals/"):
-		w.serveAPI(rw, r, reqID)
-	case p == "/approvals" || strings.HasPrefix(p, "/approvals/"):
-		w.servePage(rw, r, reqID)
-	default:
-		http.NotFound(rw, r)
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, reqID))
+	if trimmed := strings.TrimSuffix(r.URL.Path, "/"); trimmed != r.URL.Path && trimmed != "" {
+		u := *r.URL
+		u.Path, u.RawPath = trimmed, ""
+		r.URL = &u
 	}
+	if _, pattern := w.routes.Handler(r); pattern == "" {
+		w.noRoute(rw, r, reqID, w.allowed(r))
+		return
+	}
+	w.routes.ServeHTTP(rw, r)
 }
 
-// servePage routes the web queue's pages.
-func (w *Web) servePage(rw http.ResponseWriter, r *http.Request, reqID string) {
-	path := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/approvals"), "/")
-	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
-	route := func(method string) bool {
-		if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
-			return true
+// allowed returns the methods some route takes for r's path.
+func (w *Web) allowed(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := w.routes.Handler(probe); pattern != "" && !w.refusals[pattern] {
+			out = append(out, m)
 		}
-		rw.Header().Set("Allow", method)
-		w.errorPage(rw, r, reqID, nil, fmt.Errorf("%w: this page takes %s", errMethod, method))
-		return false
 	}
-	switch {
-	case path == "":
-		if route(http.MethodGet) {
-			w.withSession(rw, r, reqID, w.listPage)
+	return out
+}
+
+// noRoute answers a request for a path no route serves (allow empty), or
+// that no route serves with its method, in the page's or the API's error
+// format.
+func (w *Web) noRoute(rw http.ResponseWriter, r *http.Request, reqID string, allow []string) {
+	api := r.URL.Path == "/api/v1/approvals" || strings.HasPrefix(r.URL.Path, "/api/v1/approvals/")
+	err := errNoRoute
+	if len(allow) > 0 {
+		rw.Header().Set("Allow", strings.Join(allow, ", "))
+		err = fmt.Errorf("%w: this page takes %s", errMethod, strings.Join(allow, " and "))
+		if api {
+			err = fmt.Errorf("%w: use %s", errMethod, strings.Join(allow, " or "))
 		}
-	case path == "/static/style.css":
-		if route(http.MethodGet) {
-			w.static.ServeHTTP(rw, r)
-		}
-	case path == "/login":
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			w.loginPage(rw, r, reqID)
-		case http.MethodPost:
-			w.signIn(rw, r, reqID)
-		default:
-			rw.Header().Set("Allow", "GET, POST")
-			w.errorPage(rw, r, reqID, nil, fmt.Errorf("%w: the sign-in page takes GET and POST", errMethod))
-		}
-	case path == "/logout":
-		if route(http.MethodPost) {
-			w.withSession(rw, r, reqID, w.signOut)
-		}
-	case len(parts) == 1:
-		if route(http.MethodGet) {
-			w.withSession(rw, r, reqID, func(rw http.ResponseWriter, r *http.Request, s *signedIn) {
-				w.detailPage(rw, r, s, parts[0], http.StatusOK, nil, "")
-			})
-		}
-	case len(parts) == 2 && parts[1] == "decide":
-		if route(http.MethodPost) {
-			w.withSession(rw, r, reqID, func(rw http.ResponseWriter, r *http.Request, s *signedIn) {
-				w.decidePage(rw, r, s, parts[0])
-			})
-		}
-	default:
-		w.errorPage(rw, r, reqID, nil, errNoRoute)
 	}
+	if api {
+		w.apiError(rw, r, reqID, err)
+		return
+	}
+	w.errorPage(rw, r, reqID, nil, err)
 }
 
 // signedIn is the person behind a request's session, read afresh.
@@ -310,42 +361,27 @@ func (w *Web) session(r *http.Request) (*signedIn, error) {
 	return &signedIn{p: p, id: c.Value, sess: sess}, nil
 }
 
-// sameOrigin refuses a POST a browser says came from another site: by
-// Sec-Fetch-Site, else by Origin, else by Referer, when present. Under the
-// Referrer-Policy no-referrer browsers send "Origin: null" with forms, which
-// says nothing, so it is let through to the session and CSRF checks.
+// sameOrigin refuses a POST a browser says came from another site, by
+// the standard library's cross-origin protection (Sec-Fetch-Site, else
+// Origin against the Host; the configured origins trusted), and, from a
+// browser that sends neither header, by a Referer naming another origin.
+// Under the Referrer-Policy no-referrer browsers send "Origin: null" with
+// forms, which says nothing, so it is let through to the session and CSRF
+// checks.
 func (w *Web) sameOrigin(r *http.Request) error {
 	refused := fmt.Errorf("%w: the form was sent from another site", ErrForbidden)
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
-	default:
+	if r.Header.Get("Origin") == "null" {
+		c := r.Clone(r.Context())
+		c.Header.Del("Origin")
+		r = c
+	}
+	if w.cop.Check(r) != nil {
 		return refused
 	}
-	own := "http://" + r.Host
-	if r.TLS != nil {
-		own = "https://" + r.Host
-	}
-	ok := func(o string) bool {
-		o = strings.ToLower(o)
-		if o == strings.ToLower(own) {
-			return true
-		}
-		for _, allowed := range w.origins {
-			if o == allowed {
-				return true
-			}
-		}
-		return false
-	}
-	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
-		if !ok(origin) {
-			return refused
-		}
-		return nil
-	}
-	if ref := r.Header.Get("Referer"); ref != "" {
+	// CrossOriginProtection reads no Referer.
+	if ref := r.Header.Get("Referer"); ref != "" && r.Header.Get("Origin") == "" && r.Header.Get("Sec-Fetch-Site") == "" {
 		u, err := url.Parse(ref)
-		if err != nil || !ok(u.Scheme+"://"+u.Host) {
+		if err != nil || (!strings.EqualFold(u.Host, r.Host) && !slices.Contains(w.origins, strings.ToLower(u.Scheme+"://"+u.Host))) {
 			return refused
 		}
 	}

@@ -15,7 +15,7 @@ import (
 // are compiled at.
 var testNow = time.Date(2025, 6, 30, 12, 0, 0, 0, time.UTC)
 
-// testModels mirror the demo models (store/sqlite/seed.go) with fixed ids,
+// testModels mirror the demo models (store/demo/seed.go) with fixed ids,
 // plus a few that exercise what the demo lacks.
 func testModels() []store.Model {
 	col := func(name, typ, pii string) store.Column {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/demo"
 	"github.com/signalsmith/agent-server/store/sqlite"
 )
 
@@ -18,7 +19,7 @@ func openDemo(tb testing.TB, scale int) *sqlite.Warehouse {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	if err := sqlite.GenerateDemo(ctx, dir, sqlite.DemoOptions{Scale: scale, Seed: 7, Now: testNow}); err != nil {
+	if err := demo.Generate(ctx, dir, demo.Options{Scale: scale, Seed: 7, Now: testNow}); err != nil {
 		tb.Fatalf("GenerateDemo: %v", err)
 	}
 	w, err := sqlite.OpenWarehouse(ctx, dir, sqlite.WarehouseOptions{})
@@ -300,7 +301,7 @@ func TestSeededAudiencesOnWarehouse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sqlite.SeedDemoMetadata(ctx, db, ws.ID); err != nil {
+	if err := demo.SeedMetadata(ctx, db, ws.ID); err != nil {
 		t.Fatal(err)
 	}
 	cat, err := LoadSnapshot(ctx, db, ws.ID)

@@ -91,10 +91,10 @@
 // under args.$facts (store.AuditFactsArg), so its decision can be
 // replayed. The Shipper (shipper.go) moves the store's outbox to the
 // warehouse's cdp_audit schema through a store.AuditSink, retrying with
-// backoff while the warehouse is down. /metrics (metrics.go) serves the
-// audit backlog, decisions by effect, call latency per tool, and the
-// warehouse queries running and waiting in the tools' QueryQueue (whose
-// caps Config.QueryConcurrency sets); it holds no
+// capped, jittered backoff (internal/retry) while the warehouse is down.
+// /metrics (metrics.go) serves the audit backlog, decisions by effect, call
+// latency per tool, and the warehouse queries running and waiting in the
+// tools' QueryQueue (whose caps Config.QueryConcurrency sets); it holds no
 // secret or personal data and is not authenticated.
 //
 // Errors: a failure the model should read is a tool result with IsError and
@@ -105,6 +105,6 @@
 // (guardrails.Redact), and every event is redacted and bounded again by
 // the store (store.BoundAudit), as the gate's events are when they start.
 //
-// server imports tools, guardrails, approvals and store; never a database
-// driver.
+// server imports tools, approvals, guardrails, store and internal/retry
+// (besides mcp-go and Prometheus); never a database driver.
 package server

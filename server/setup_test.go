@@ -20,6 +20,7 @@ import (
 	"github.com/signalsmith/agent-server/server"
 	"github.com/signalsmith/agent-server/server/servertest"
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/demo"
 	"github.com/signalsmith/agent-server/store/sqlite"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -33,7 +34,7 @@ const demoScale = 400
 // demo at its default scale, for the few tests that need its numbers.
 var (
 	templateWarehouse     = sync.OnceValues(func() (string, error) { return generateTemplate(demoScale) })
-	defaultScaleWarehouse = sync.OnceValues(func() (string, error) { return generateTemplate(sqlite.DefaultDemoScale) })
+	defaultScaleWarehouse = sync.OnceValues(func() (string, error) { return generateTemplate(demo.DefaultScale) })
 )
 
 func generateTemplate(scale int) (string, error) {
@@ -41,7 +42,7 @@ func generateTemplate(scale int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = sqlite.GenerateDemo(context.Background(), dir, sqlite.DemoOptions{Scale: scale, Seed: 7})
+	err = demo.Generate(context.Background(), dir, demo.Options{Scale: scale, Seed: 7})
 	return dir, err
 }
 
@@ -95,7 +96,7 @@ func setupOn(t testing.TB, template func() (string, error), opts ...func(*server
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sqlite.SeedDemoMetadata(ctx, db, ws.ID); err != nil {
+	if err := demo.SeedMetadata(ctx, db, ws.ID); err != nil {
 		t.Fatal(err)
 	}
 	wh, err := sqlite.OpenWarehouse(ctx, whDir, sqlite.WarehouseOptions{})

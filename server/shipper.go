@@ -5,10 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signalsmith/agent-server/internal/retry"
 	"github.com/signalsmith/agent-server/store"
 )
 
@@ -132,7 +132,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 				// come back sooner.
 				continue
 			}
-			if !sleep(ctx, s.cfg.Linger) {
+			if !retry.Sleep(ctx, s.cfg.Linger) {
 				continue
 			}
 		case <-timer.C:
@@ -147,11 +147,16 @@ func (s *Shipper) Run(ctx context.Context) error {
 			wait = 0
 		default:
 			attempt++
-			wait = backoff(s.cfg.MinBackoff, s.cfg.MaxBackoff, attempt)
+			wait = s.backoff().Delay(attempt)
 			s.log.Warn("audit events could not be shipped to the warehouse; retrying", "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
 		}
 		timer.Reset(wait)
 	}
+}
+
+// backoff is the wait between failed attempts.
+func (s *Shipper) backoff() retry.Backoff {
+	return retry.Backoff{Min: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}
 }
 
 // drain ships what is left, retrying, for at most DrainFor.
@@ -163,7 +168,7 @@ func (s *Shipper) drain(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if !sleep(ctx, backoff(s.cfg.MinBackoff, s.cfg.MaxBackoff, attempt)) {
+		if !retry.Sleep(ctx, s.backoff().Delay(attempt)) {
 			left, serr := s.cfg.Outbox.AuditShipping(context.WithoutCancel(ctx))
 			if serr == nil {
 				s.log.Warn("audit events left unshipped at shutdown; they ship at the next start", "backlog", left.Backlog, "err", err)
@@ -202,33 +207,5 @@ func (s *Shipper) Ship(ctx context.Context) (int, error) {
 		if len(batch) < s.cfg.BatchSize {
 			return n, nil
 		}
-	}
-}
-
-// backoff returns the wait before attempt n (1, 2, ...): lo doubled per
-// attempt up to hi, with jitter in its upper half so many servers do not
-// retry in step.
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	d := lo
-	for i := 1; i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
-}
-
-// sleep waits for d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 )
 
@@ -73,6 +75,15 @@ type ApprovalPin struct {
 	Version int `json:"version"`
 }
 
+// approvalMoves is the approval state machine (DESIGN.md section 7): the
+// states each state may move to. A state with no entry is terminal
+// (Terminal) or unknown.
+var approvalMoves = map[string][]string{
+	ApprovalPending:   {ApprovalApproved, ApprovalRejected, ApprovalExpired, ApprovalCancelled},
+	ApprovalApproved:  {ApprovalExecuting, ApprovalFailed},
+	ApprovalExecuting: {ApprovalSucceeded, ApprovalFailed},
+}
+
 // Terminal reports whether no transition leaves the state.
 func (a Approval) Terminal() bool {
 	switch a.State {
@@ -91,6 +102,17 @@ type ApprovalChange struct {
 	DeciderName string
 	Comment     string
 	Outcome     string
+}
+
+// Check reports whether the state machine allows the move from c.From to
+// c.To. It returns an error wrapping ErrInvalid naming both states when it
+// does not. Every store calls it before it changes an approval's state, so
+// the machine is defined here once and no implementation can extend it.
+func (c ApprovalChange) Check() error {
+	if !slices.Contains(approvalMoves[c.From], c.To) {
+		return fmt.Errorf("approval state cannot move from %q to %q: %w", c.From, c.To, ErrInvalid)
+	}
+	return nil
 }
 
 // ApprovalFilter selects approvals, newest first.

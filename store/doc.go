@@ -1,6 +1,8 @@
 // Package store defines the domain types of the agent server, the metadata
 // Store interface and the Warehouse interface. It holds no implementation and
-// imports no database driver: store/sqlite and store/trino implement it.
+// imports no database driver: store/sqlite implements both; store/trino has
+// only the Trino dialect so far; store/demo holds the demo data and
+// metadata.
 //
 // Every Store and Warehouse method reports failures with the sentinel errors
 // declared here (ErrNotFound, ErrConflict, ErrInvalid, ErrQueryLimit,
@@ -10,6 +12,10 @@
 // arguments, type mismatch, not allowed, timeout, a failure while it ran)
 // and a message built from it, never the engine's own message, which can
 // quote a value from the data. errors.Is matches it against the sentinels.
+//
+// The approval state machine is declared here once (approval.go):
+// ApprovalChange.Check says which moves are allowed, and every store calls
+// it before its compare-and-set on the stored state.
 //
 // The audit trail's contract lives here too (audit.go, audit_verify.go): the
 // redaction and limits every recorded event passes (BoundAudit, built on

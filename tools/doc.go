@@ -60,6 +60,8 @@
 // the one query without the caller's filters, for the size facts: it
 // returns a count, never a row.
 //
-// tools may import store, guardrails, audience, approvals and mcp-go's mcp
-// package; it never imports server or a database driver.
+// tools may import store, audience (audience definitions and their SQL),
+// guardrails, approvals (the queue behind the approval tools, and its
+// errors) and mcp-go's mcp package; it never imports server or a database
+// driver.
 package tools

@@ -12,6 +12,7 @@ import (
 	"github.com/signalsmith/agent-server/approvals"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/demo"
 	"github.com/signalsmith/agent-server/store/sqlite"
 )
 
@@ -53,7 +54,7 @@ func TestApprovalsCommands(t *testing.T) {
 	agent := createKeyJSON(t, dir, "--name", "bot", "--role", "member", "--kind", "agent", "--owner", "hana")
 	admin := createKeyJSON(t, dir, "--name", "boss", "--role", "admin", "--email", "boss@example.test")
 	member := createKeyJSON(t, dir, "--name", "mia", "--role", "member", "--email", "mia@example.test")
-	if err := sqlite.GenerateDemo(ctx, filepath.Join(dir, "warehouse"), sqlite.DemoOptions{Scale: 100}); err != nil {
+	if err := demo.Generate(ctx, filepath.Join(dir, "warehouse"), demo.Options{Scale: 100}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -66,7 +67,7 @@ func TestApprovalsCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sqlite.SeedDemoMetadata(ctx, db, ws.ID); err != nil {
+	if err := demo.SeedMetadata(ctx, db, ws.ID); err != nil {
 		t.Fatal(err)
 	}
 	k, err := db.KeyByPrefix(ctx, agent.Prefix)

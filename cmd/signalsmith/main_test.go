@@ -212,8 +212,8 @@ func TestServeDemo(t *testing.T) {
 	}
 }
 
-// demo is "serve --demo" running in process on a loopback address.
-type demo struct {
+// demoServer is "serve --demo" running in process on a loopback address.
+type demoServer struct {
 	addr           string
 	stdout, stderr *syncBuffer
 	cancel         context.CancelFunc
@@ -224,10 +224,10 @@ type demo struct {
 // startDemo runs serve --demo over dir on addr, with more serve flags, and
 // waits until it answers /healthz. It is stopped when the test ends, if
 // not before.
-func startDemo(t *testing.T, dir, addr string, flags ...string) *demo {
+func startDemo(t *testing.T, dir, addr string, flags ...string) *demoServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &demo{addr: addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, exited: make(chan struct{})}
+	d := &demoServer{addr: addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, exited: make(chan struct{})}
 	m := &Main{Stdin: strings.NewReader(""), Stdout: d.stdout, Stderr: d.stderr, Getenv: func(string) string { return "" }}
 	args := append([]string{"--data-dir", dir, "serve", "--demo", "--http", addr}, flags...)
 	go func() {
@@ -261,17 +261,17 @@ func startDemo(t *testing.T, dir, addr string, flags ...string) *demo {
 
 // stop shuts the server down and returns serve's error. It may be called
 // more than once.
-func (d *demo) stop() error {
+func (d *demoServer) stop() error {
 	d.cancel()
 	<-d.exited
 	return d.err
 }
 
 // ownerKey and agentKey are the keys the first run printed.
-func (d *demo) ownerKey(t *testing.T) string { return d.firstRunKey(t, 0) }
-func (d *demo) agentKey(t *testing.T) string { return d.firstRunKey(t, 1) }
+func (d *demoServer) ownerKey(t *testing.T) string { return d.firstRunKey(t, 0) }
+func (d *demoServer) agentKey(t *testing.T) string { return d.firstRunKey(t, 1) }
 
-func (d *demo) firstRunKey(t *testing.T, i int) string {
+func (d *demoServer) firstRunKey(t *testing.T, i int) string {
 	t.Helper()
 	keys := keyRE.FindAllString(d.stdout.String(), -1)
 	if len(keys) < 2 {

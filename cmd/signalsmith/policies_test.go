@@ -13,7 +13,7 @@ import (
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/server"
 	"github.com/signalsmith/agent-server/store"
-	"github.com/signalsmith/agent-server/store/sqlite"
+	"github.com/signalsmith/agent-server/store/demo"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -86,7 +86,7 @@ func TestRunningServerFollowsAppliedPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if err := sqlite.GenerateDemo(ctx, m.warehouseDir(), sqlite.DemoOptions{Scale: 50, Seed: 1}); err != nil {
+	if err := demo.Generate(ctx, m.warehouseDir(), demo.Options{Scale: 50, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	good := filepath.Join(dir, "strict.yaml")

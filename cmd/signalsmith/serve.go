@@ -16,6 +16,7 @@ import (
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/server"
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/demo"
 	"github.com/signalsmith/agent-server/store/sqlite"
 )
 
@@ -278,13 +279,13 @@ func checkListenAddr(c serveConfig) error {
 // creates the demo keys, printing them once.
 func (m *Main) prepareDemo(ctx context.Context, db *sqlite.DB, ws store.Workspace, c serveConfig) error {
 	log := m.logger()
-	if !sqlite.DemoExists(m.warehouseDir()) {
+	if !demo.Exists(m.warehouseDir()) {
 		log.Info("generating demo warehouse", "customers", c.scale)
-		if err := sqlite.GenerateDemo(ctx, m.warehouseDir(), sqlite.DemoOptions{Scale: c.scale}); err != nil {
+		if err := demo.Generate(ctx, m.warehouseDir(), demo.Options{Scale: c.scale}); err != nil {
 			return fmt.Errorf("generate demo warehouse: %w", err)
 		}
 	}
-	if err := sqlite.SeedDemoMetadata(ctx, db, ws.ID); err != nil {
+	if err := demo.SeedMetadata(ctx, db, ws.ID); err != nil {
 		return fmt.Errorf("seed demo metadata: %w", err)
 	}
 	keys, err := db.ListKeys(ctx, ws.ID)

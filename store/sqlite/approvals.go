@@ -7,20 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/signalsmith/agent-server/store"
 )
-
-// approvalMoves is the approval state machine (DESIGN.md section 7): the
-// states each state may move to.
-var approvalMoves = map[string][]string{
-	store.ApprovalPending:   {store.ApprovalApproved, store.ApprovalRejected, store.ApprovalExpired, store.ApprovalCancelled},
-	store.ApprovalApproved:  {store.ApprovalExecuting, store.ApprovalFailed},
-	store.ApprovalExecuting: {store.ApprovalSucceeded, store.ApprovalFailed},
-}
 
 const approvalColumns = `id, workspace_id, state, tool, args, args_hash, requester_id, requester_name, requester_kind,
 	requester_owner_id, key_prefix, source, policy_version, rules, reason, facts, created_at, expires_at,
@@ -148,8 +139,8 @@ func (d *DB) ListApprovals(ctx context.Context, f store.ApprovalFilter) ([]store
 // wins; the loser gets ErrConflict.
 func (d *DB) TransitionApproval(ctx context.Context, workspaceID, id string, c store.ApprovalChange) (store.Approval, error) {
 	const op = "transition approval"
-	if !slices.Contains(approvalMoves[c.From], c.To) {
-		return store.Approval{}, invalid(op, "state", "cannot move from %q to %q", c.From, c.To)
+	if err := c.Check(); err != nil {
+		return store.Approval{}, fmt.Errorf("%s %s: %w", op, id, err)
 	}
 	at := c.At.UTC()
 	if c.At.IsZero() {

@@ -131,6 +131,14 @@
 // uses the store package, the SQLite driver with its C library
 // (modernc.org/sqlite/lib, modernc.org/libc) and the standard library.
 //
+// The warehouse's files by job: warehouse.go is the API (Tables, Describe,
+// Query) and the session a query runs in; conn.go opens connections and
+// attaches the files; stmtcheck.go is the C-API statement and program
+// check, the one place that reads the driver's unexported connection
+// handle (reflection, unsafe), so a driver upgrade that moves it fails
+// there, at open; authorizer.go holds the authorizer policies and the
+// function allow-list.
+//
 // Warehouse errors never pass on SQLite's message, which can quote a row's
 // value ("bad JSON path: '<the email>'"). warehouse_errors.go maps a
 // statement that does not compile to a store.QueryError in a fixed
@@ -144,8 +152,5 @@
 // error naming the code for the rest (I/O, corruption, memory), which is
 // all a log line then shows.
 //
-// GenerateDemo writes the demo analytics.db (customers, orders, events)
-// deterministically from a seed and a generation time, under a temporary
-// name renamed into place only when complete; DemoExists says whether there
-// is one.
+// The demo's analytics.db is written by package store/demo, not here.
 package sqlite

@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/demo"
 )
 
 // openFilterWarehouse opens a small demo warehouse whose analytics.db also
 // has a view over customers, as a customer's own warehouse might.
 func openFilterWarehouse(t testing.TB, opts WarehouseOptions) *Warehouse {
 	t.Helper()
-	dir := generateDemo(t, DemoOptions{Scale: testScale, Now: demoNow})
+	dir := generateDemo(t, demo.Options{Scale: testScale, Now: demoNow})
 	db, err := sql.Open("sqlite", filepath.Join(dir, AnalyticsFile))
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"modernc.org/sqlite"
 
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/store/demo"
 )
 
 // testScale keeps warehouse tests fast; the demo tests cover the default.
@@ -28,7 +29,7 @@ const testScale = 300
 // authorizer instead of failing as unknown tables), and opens it.
 func openTestWarehouse(t testing.TB, opts WarehouseOptions) (*Warehouse, string) {
 	t.Helper()
-	dir := generateDemo(t, DemoOptions{Scale: testScale, Now: demoNow})
+	dir := generateDemo(t, demo.Options{Scale: testScale, Now: demoNow})
 	for _, f := range []struct{ file, ddl string }{
 		{PlannerFile, "CREATE TABLE sync_state (sync_id TEXT, customer_id INTEGER); INSERT INTO sync_state VALUES ('syn_1', 1)"},
 		{AuditFile, "CREATE TABLE audit_events (id INTEGER PRIMARY KEY, detail TEXT); INSERT INTO audit_events VALUES (1, 'secret')"},
@@ -178,7 +179,7 @@ func TestWarehouseAllows(t *testing.T) {
 	t.Parallel()
 	w, _ := openTestWarehouse(t, WarehouseOptions{})
 	ctx := context.Background()
-	now := demoNow.Format(demoTimeFormat)
+	now := demoNow.Format(demo.TimeFormat)
 
 	tests := []struct {
 		name  string
@@ -376,7 +377,7 @@ func TestWarehouseTimeArguments(t *testing.T) {
 		}
 		return res.Rows[0][0]
 	}
-	want := count(since.Format(demoTimeFormat))
+	want := count(since.Format(demo.TimeFormat))
 	if want == int64(0) {
 		t.Fatal("no recent orders")
 	}
@@ -553,7 +554,7 @@ func TestOpenWarehouse(t *testing.T) {
 
 	t.Run("creates cdp files", func(t *testing.T) {
 		t.Parallel()
-		dir := generateDemo(t, DemoOptions{Scale: 10, Now: demoNow})
+		dir := generateDemo(t, demo.Options{Scale: 10, Now: demoNow})
 		w, err := OpenWarehouse(context.Background(), dir, WarehouseOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -572,7 +573,7 @@ func TestOpenWarehouse(t *testing.T) {
 	t.Run("path needing escapes", func(t *testing.T) {
 		t.Parallel()
 		dir := filepath.Join(t.TempDir(), "a ?b#c%20d")
-		if err := GenerateDemo(context.Background(), dir, DemoOptions{Scale: 10, Now: demoNow}); err != nil {
+		if err := demo.Generate(context.Background(), dir, demo.Options{Scale: 10, Now: demoNow}); err != nil {
 			t.Fatal(err)
 		}
 		w, err := OpenWarehouse(context.Background(), dir, WarehouseOptions{})

@@ -1,4 +1,4 @@
-package sqlite
+package demo
 
 import (
 	"context"
@@ -15,17 +15,25 @@ import (
 	"strings"
 	"time"
 
+	// The driver that writes analytics.db.
+	_ "modernc.org/sqlite"
+
 	"github.com/signalsmith/agent-server/store"
 )
 
-// DefaultDemoScale is the number of demo customers when DemoOptions leaves
-// Scale zero.
-const DefaultDemoScale = 10000
+// analyticsFile is the demo's file in the warehouse directory: the
+// embedded warehouse's sqlite.AnalyticsFile, which it attaches as the
+// analytics schema (a test holds the two equal).
+const analyticsFile = "analytics.db"
 
-// DemoOptions configure GenerateDemo. The zero value generates the default
+// DefaultScale is the number of demo customers when Options leaves Scale
+// zero.
+const DefaultScale = 10000
+
+// Options configure Generate. The zero value generates the default
 // demo.
-type DemoOptions struct {
-	// Scale is the number of customers (default DefaultDemoScale). Orders
+type Options struct {
+	// Scale is the number of customers (default DefaultScale). Orders
 	// and events scale with it: about 3 orders and 6.5 events a customer.
 	Scale int
 	// Seed seeds the generator (default 1).
@@ -36,18 +44,18 @@ type DemoOptions struct {
 	Now time.Time
 }
 
-// DemoExists reports whether the warehouse directory dir holds an
+// Exists reports whether the warehouse directory dir holds an
 // analytics.db, so a caller knows whether to generate the demo first.
-func DemoExists(dir string) bool {
-	fi, err := os.Stat(filepath.Join(dir, AnalyticsFile))
+func Exists(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, analyticsFile))
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// demoTimeFormat is how timestamps are stored: UTC, to the second, in the
+// TimeFormat is how the demo stores timestamps: UTC, to the second, in the
 // format SQLite's date functions read.
-const demoTimeFormat = "2006-01-02 15:04:05"
+const TimeFormat = "2006-01-02 15:04:05"
 
-// GenerateDemo writes the demo customer data (DESIGN.md section 9) to
+// Generate writes the demo customer data (DESIGN.md section 9) to
 // analytics.db in the warehouse directory dir, creating dir if needed and
 // replacing an existing analytics.db. The tables are customers, orders and
 // events, with indexes and ANALYZE statistics.
@@ -57,12 +65,12 @@ const demoTimeFormat = "2006-01-02 15:04:05"
 // and renamed into place only once complete, so a failure or a cancelled
 // ctx (the error then wraps ctx's error) leaves any previous analytics.db
 // as it was and no partial file. A negative Scale is store.ErrInvalid.
-func GenerateDemo(ctx context.Context, dir string, opts DemoOptions) (err error) {
+func Generate(ctx context.Context, dir string, opts Options) (err error) {
 	if opts.Scale < 0 {
 		return fmt.Errorf("generate demo: scale %d is negative: %w", opts.Scale, store.ErrInvalid)
 	}
 	if opts.Scale == 0 {
-		opts.Scale = DefaultDemoScale
+		opts.Scale = DefaultScale
 	}
 	if opts.Seed == 0 {
 		opts.Seed = 1
@@ -108,7 +116,7 @@ func GenerateDemo(ctx context.Context, dir string, opts DemoOptions) (err error)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("generate demo: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, AnalyticsFile)); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, analyticsFile)); err != nil {
 		return fmt.Errorf("generate demo: %w", err)
 	}
 	if d, err := os.Open(dir); err == nil {
@@ -179,7 +187,7 @@ CREATE INDEX events_occurred_at ON events (occurred_at);
 ANALYZE;`
 
 // buildDemo writes the demo database to path in one transaction.
-func buildDemo(ctx context.Context, path string, opts DemoOptions) error {
+func buildDemo(ctx context.Context, path string, opts Options) error {
 	// The file is private until renamed: no journal, no fsync per commit.
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(OFF)")
@@ -353,7 +361,7 @@ func (w *demoWriter) write(c demoCustomer) error {
 		w.nextOrderID++
 	}
 	for _, e := range c.events {
-		err := w.events.add(w.nextEventID, c.id, e.at.Format(demoTimeFormat), e.kind, e.properties)
+		err := w.events.add(w.nextEventID, c.id, e.at.Format(TimeFormat), e.kind, e.properties)
 		if err != nil {
 			return err
 		}
@@ -399,7 +407,7 @@ type demoGen struct {
 	now time.Time
 }
 
-func newDemoGen(opts DemoOptions) *demoGen {
+func newDemoGen(opts Options) *demoGen {
 	return &demoGen{
 		r:   rand.New(rand.NewPCG(uint64(opts.Seed), 0x5157_4e41_4c53_4d54)),
 		now: opts.Now,
@@ -468,7 +476,7 @@ func (g *demoGen) customer(id int64) demoCustomer {
 	}
 	c.birth = g.now.AddDate(-18, 0, 0).Add(-time.Duration(r.Int64N(62*365)) * demoDay).Format("2006-01-02")
 	signup := g.between(g.now.AddDate(-5, 0, 0), g.now.Add(-demoDay))
-	c.signup = signup.Format(demoTimeFormat)
+	c.signup = signup.Format(TimeFormat)
 	planIdx := -1
 	if r.Float64() >= 0.03 {
 		planIdx = g.pick(demoPlanWeights)
@@ -521,7 +529,7 @@ func (g *demoGen) customer(id int64) demoCustomer {
 			usd := demoCategoryPrice[cat] * math.Exp(r.NormFloat64()*0.5)
 			cents := max(int64(math.Round(usd*country.rate*100)), 100)
 			c.orders[i] = demoOrder{
-				at:       t.Format(demoTimeFormat),
+				at:       t.Format(TimeFormat),
 				cents:    cents,
 				channel:  demoChannels[g.pick(demoChannelWeights)],
 				category: demoCategories[cat],

@@ -1,4 +1,4 @@
-package sqlite
+package demo
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"github.com/signalsmith/agent-server/store"
 )
 
-// SeedDemoMetadata creates the demo workspace's models, audiences,
+// SeedMetadata creates the demo workspace's models, audiences,
 // destinations and sync (DESIGN.md section 9) over the demo warehouse. It is
 // idempotent: objects that exist by name are left as they are, so a run
 // interrupted half-way is completed by the next.
-func SeedDemoMetadata(ctx context.Context, s store.Store, workspaceID string) error {
+func SeedMetadata(ctx context.Context, s store.Store, workspaceID string) error {
 	if err := seedDemoClassification(ctx, s, workspaceID); err != nil {
 		return err
 	}

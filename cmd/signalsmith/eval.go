@@ -40,6 +40,7 @@ func (m *Main) evalBench(ctx context.Context, args []string) error {
 	scale := fs.Int("scale", sqlite.DefaultDemoScale, "demo customers to generate in a new data directory")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if pos, err := parseFlags(fs, args); err != nil || len(pos) > 0 {
+		fmt.Fprintln(m.Stderr, "usage: signalsmith eval bench [--sessions 1,8,32] [--duration 3s] [--round 250ms] [--scale N] [--json]")
 		return errUsage
 	}
 	counts, err := sessionCounts(*sessions)
@@ -127,8 +128,9 @@ func startBench(ctx context.Context, b *Main, scale int) (env *benchEnv, err err
 	}()
 	undo = append(undo, func() { _ = b.Close() }, cancel)
 	inst, err := b.start(ctx, serveConfig{
+		// serve's defaults; the address only names the approval links,
+		// the servers listen on free ports (bench.Listen).
 		demo: true, addr: "127.0.0.1:8080", scale: scale,
-		// serve's defaults.
 		timeout: 30 * time.Second, maxRows: 10000,
 	})
 	if err != nil {

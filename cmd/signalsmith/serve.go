@@ -81,11 +81,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := inst.srv
 	if c.stdio {
-		err = m.serveStdio(ctx, srv)
+		err = m.serveStdio(ctx, inst.srv)
 	} else {
-		err = m.serveHTTP(ctx, srv, c)
+		err = m.serveHTTP(ctx, inst.srv, c)
 	}
 	// The shipper stops after the server, so the events of the last calls
 	// ship too (within the shipper's drain time).

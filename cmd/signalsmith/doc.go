@@ -6,5 +6,5 @@
 //
 // This package only parses flags, reads configuration and wires the other
 // packages together (Main.Run); the behaviour lives in server, tools,
-// guardrails, approvals, audience and store.
+// guardrails, approvals, audience, store and evals.
 package main

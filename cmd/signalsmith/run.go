@@ -35,6 +35,9 @@ Commands:
   policies show | apply FILE | reset                   the AI policies servers use (without --policy)
   pii list [--json] | set COLUMN LEVEL [COLUMN LEVEL ...] | import FILE
                                                        classify warehouse columns (schema.table.column)
+  eval bench [--sessions 1,8,32] [--duration 3s] [--round 250ms] [--scale N] [--json]
+                                                       the gate against a bare MCP server, on a throw-away
+                                                       demo unless --data-dir is given
 
 --data-dir defaults to $SIGNALSMITH_DATA_DIR, else ./signalsmith-data.
 `
@@ -72,6 +75,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.policiesCmd(ctx, rest[1:])
 	case "pii":
 		return m.piiCmd(ctx, rest[1:])
+	case "eval":
+		return m.eval(ctx, rest[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil

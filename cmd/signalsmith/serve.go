@@ -78,39 +78,61 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	db, ws, err := m.openStore(ctx)
+	inst, err := m.start(ctx, c)
 	if err != nil {
 		return err
 	}
+	if c.stdio {
+		err = m.serveStdio(ctx, inst.srv)
+	} else {
+		err = m.serveHTTP(ctx, inst.srv, c)
+	}
+	// The shipper stops after the server, so the events of the last calls
+	// ship too (within the shipper's drain time).
+	inst.stopShipping()
+	return err
+}
+
+// instance is a server started as serve starts it, not yet listening.
+type instance struct {
+	srv *server.Server
+	db  *sqlite.DB
+	ws  store.Workspace
+	// stopShipping stops shipping the audit trail after a last drain.
+	stopShipping func()
+}
+
+// start opens the data directory and starts everything serve runs beside
+// the transport: the demo (with c.demo), the wiring of build, the
+// approvals a stop left approved, approval expiry, policy watching (until
+// ctx ends) and audit shipping. eval bench starts its server here too, so
+// it measures what serve runs.
+func (m *Main) start(ctx context.Context, c serveConfig) (*instance, error) {
+	db, ws, err := m.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if c.demo {
 		if err := m.prepareDemo(ctx, db, ws, c); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	srv, err := m.build(ctx, db, ws, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Approvals a stop left approved but not begun run now, once.
 	if n, err := srv.ResumeApproved(ctx, ws.ID); err != nil {
-		return err
+		return nil, err
 	} else if n > 0 {
 		m.logger().Info("ran approvals approved before the last stop", "count", n)
 	}
 	go srv.ExpireApprovals(ctx, ws.ID)
 	stopShipping, err := m.shipAudit(db, srv)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if c.stdio {
-		err = m.serveStdio(ctx, srv)
-	} else {
-		err = m.serveHTTP(ctx, srv, c)
-	}
-	// The shipper stops after the server, so the events of the last calls
-	// ship too (within the shipper's drain time).
-	stopShipping()
-	return err
+	return &instance{srv: srv, db: db, ws: ws, stopShipping: stopShipping}, nil
 }
 
 // shipAudit starts shipping audit events from the store's outbox to the

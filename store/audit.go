@@ -494,9 +494,41 @@ var (
 // Cookie and Set-Cookie headers and bearer credentials written in it. It
 // does not shorten s otherwise.
 func RedactSecrets(s string) string {
-	s = keyPattern.ReplaceAllString(s, "${1}_[redacted]")
-	s = headerPattern.ReplaceAllString(s, "${1}${2}[redacted]")
-	return bearerPattern.ReplaceAllString(s, "${1} [redacted]")
+	// Every event's every field passes here: look for what each pattern
+	// needs before running it. A text that is not ASCII runs them all, as
+	// (?i) also folds letters such as the Kelvin sign into k.
+	ascii := isASCII(s)
+	if strings.Contains(s, "ss_") {
+		s = keyPattern.ReplaceAllString(s, "${1}_[redacted]")
+	}
+	if !ascii || containsFold(s, "authorization") || containsFold(s, "cookie") {
+		s = headerPattern.ReplaceAllString(s, "${1}${2}[redacted]")
+	}
+	if !ascii || containsFold(s, "bearer") {
+		s = bearerPattern.ReplaceAllString(s, "${1} [redacted]")
+	}
+	return s
+}
+
+// isASCII reports whether s has only ASCII bytes.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold reports whether the ASCII text s contains word (lowercase
+// ASCII) in any letter case.
+func containsFold(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		if s[i]|0x20 == word[0] && strings.EqualFold(s[i:i+len(word)], word) {
+			return true
+		}
+	}
+	return false
 }
 
 // HasAPIKey reports whether s contains something shaped like a SignalSmith
@@ -575,17 +607,26 @@ func BoundText(s string, limit int) string {
 // boundArgs returns args redacted and cut to maxAuditArgs (see BoundAudit).
 func boundArgs(args map[string]any) map[string]any {
 	// Work on the generic form, as the stored JSON will read back, so that
-	// typed values (structs, typed maps) are bounded like any other.
-	b, err := json.Marshal(args)
-	if err != nil {
-		return args
-	}
-	var generic map[string]any
-	if DecodeJSON(b, &generic) != nil {
-		return args
+	// typed values (structs, typed maps) are bounded like any other. Args
+	// decoded from JSON are generic already, but for their numbers, which
+	// boundValue writes as JSON does.
+	generic := args
+	if !isGeneric(args, 0) {
+		b, err := json.Marshal(args)
+		if err != nil {
+			return args
+		}
+		if DecodeJSON(b, &generic) != nil {
+			return args
+		}
 	}
 	budget := maxAuditArgs
 	out, _ := boundValue(generic, 0, &budget).(map[string]any)
+	// The budget counts the canonical JSON's bytes closely, but not
+	// exactly: well under the limit, it is under; near it, measure.
+	if budget > maxAuditArgs/4 {
+		return out
+	}
 	if c, err := CanonicalJSON(out); err != nil || len(c) > maxAuditArgs {
 		// Escapes and marks are counted only roughly above: never store
 		// more than the limit.
@@ -611,7 +652,7 @@ func boundValue(v any, depth int, budget *int) any {
 		sort.Strings(names)
 		out := make(map[string]any, len(names))
 		for _, k := range names {
-			name := BoundText(RedactSecrets(k), maxArgsText)
+			name := BoundText(RedactSecrets(ValidText(k)), maxArgsText)
 			cost := jsonLen(name) + 2
 			if _, dup := out[name]; dup {
 				continue // two names redacted to the same text: keep the first
@@ -639,19 +680,71 @@ func boundValue(v any, depth int, budget *int) any {
 		}
 		return out
 	case string:
-		s := BoundText(RedactSecrets(x), max(min(maxArgsText, *budget-2), len(TruncationMark)))
+		s := BoundText(RedactSecrets(ValidText(x)), max(min(maxArgsText, *budget-2), len(TruncationMark)))
 		*budget -= jsonLen(s)
 		return s
-	default:
-		// Numbers (json.Number), booleans and null.
-		b, _ := json.Marshal(x)
-		*budget -= len(b)
+	case json.Number:
+		*budget -= len(x)
 		return x
+	case bool:
+		*budget -= 5
+		return x
+	case nil:
+		*budget -= 4
+		return nil
+	default:
+		// Other numbers, written as JSON writes them, as they will read
+		// back.
+		b, err := json.Marshal(x)
+		if err != nil {
+			*budget -= 4
+			return nil
+		}
+		*budget -= len(b)
+		return json.Number(b)
 	}
 }
 
-// jsonLen is the length of s encoded as a JSON string.
+// isGeneric reports whether v holds only what boundValue takes as it is:
+// JSON's objects, arrays, strings, numbers, booleans and null.
+func isGeneric(v any, depth int) bool {
+	if depth > maxArgsDepth+1 {
+		return true // boundValue cuts it here anyway
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for _, item := range x {
+			if !isGeneric(item, depth+1) {
+				return false
+			}
+		}
+	case []any:
+		for _, item := range x {
+			if !isGeneric(item, depth+1) {
+				return false
+			}
+		}
+	case string, json.Number, bool, nil, float64, float32, int, int64, int32, uint, uint64, uint32:
+	default:
+		return false
+	}
+	return true
+}
+
+// jsonLen is the length of s encoded as a JSON string by CanonicalJSON:
+// quotes, two bytes for a short escape, six for other control
+// characters and U+2028 and U+2029.
 func jsonLen(s string) int {
-	b, _ := json.Marshal(s)
-	return len(b)
+	n := len(s) + 2
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+			n++
+		case c < 0x20:
+			n += 5
+		case c == 0xe2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xa8 || s[i+2] == 0xa9):
+			n += 3
+		}
+	}
+	return n
 }

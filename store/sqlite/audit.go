@@ -101,10 +101,10 @@ const insertAuditSQL = `INSERT INTO audit_events (id, at, workspace_id, actor_ty
 // "" for an empty chain. It must run inside the write transaction that
 // appends, which holds the database's write lock: that is what keeps two
 // writers, also in two processes, from forking the chain.
-func chainHead(ctx context.Context, q querier) (int64, string, error) {
+func (d *DB) chainHead(ctx context.Context, tx *sql.Tx) (int64, string, error) {
 	var seq int64
 	var hash string
-	err := q.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	err := tx.StmtContext(ctx, d.stmts.chainHead).QueryRowContext(ctx).Scan(&seq, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, "", nil
 	}
@@ -114,24 +114,23 @@ func chainHead(ctx context.Context, q querier) (int64, string, error) {
 	return seq, hash, nil
 }
 
+// selectChainHead reads the last event of the chain; insertOutboxSQL
+// queues an event for shipping.
+const (
+	selectChainHead = `SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1`
+	insertOutboxSQL = `INSERT INTO audit_outbox (seq) VALUES (?)`
+)
+
 // appendChained inserts records at the end of the chain, in order, with
 // their outbox rows, inside tx. It fills in each record's seq, prev_hash
 // and hash.
-func appendChained(ctx context.Context, tx *sql.Tx, recs []*auditRecord) error {
-	seq, prev, err := chainHead(ctx, tx)
+func (d *DB) appendChained(ctx context.Context, tx *sql.Tx, recs []*auditRecord) error {
+	seq, prev, err := d.chainHead(ctx, tx)
 	if err != nil {
 		return err
 	}
-	ins, err := tx.PrepareContext(ctx, insertAuditSQL)
-	if err != nil {
-		return fmt.Errorf("append audit events: %w", err)
-	}
-	defer ins.Close()
-	out, err := tx.PrepareContext(ctx, `INSERT INTO audit_outbox (seq) VALUES (?)`)
-	if err != nil {
-		return fmt.Errorf("append audit events: %w", err)
-	}
-	defer out.Close()
+	ins := tx.StmtContext(ctx, d.stmts.insertAudit)
+	out := tx.StmtContext(ctx, d.stmts.insertOutbox)
 	for _, r := range recs {
 		seq++
 		e := &r.e
@@ -247,7 +246,7 @@ func (d *DB) appendTx(ctx context.Context, recs []*auditRecord) error {
 		return fmt.Errorf("append audit events: begin: %w", err)
 	}
 	defer tx.Rollback()
-	if err := appendChained(ctx, tx, recs); err != nil {
+	if err := d.appendChained(ctx, tx, recs); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -260,7 +259,7 @@ func (d *DB) appendTx(ctx context.Context, recs []*auditRecord) error {
 // recordPending records the pending audit event of ctx, if there is one
 // still to write, in tx (see store.WithPendingAudit). It returns the
 // recorded event to mark written once tx commits.
-func recordPending(ctx context.Context, tx *sql.Tx) (*store.PendingAudit, *auditRecord, error) {
+func (d *DB) recordPending(ctx context.Context, tx *sql.Tx) (*store.PendingAudit, *auditRecord, error) {
 	p := store.PendingAuditFrom(ctx)
 	e, ok := p.Event()
 	if !ok {
@@ -270,7 +269,7 @@ func recordPending(ctx context.Context, tx *sql.Tx) (*store.PendingAudit, *audit
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit the change: %w", err)
 	}
-	if err := appendChained(ctx, tx, []*auditRecord{&rec}); err != nil {
+	if err := d.appendChained(ctx, tx, []*auditRecord{&rec}); err != nil {
 		return nil, nil, fmt.Errorf("audit the change: %w", err)
 	}
 	return p, &rec, nil

@@ -71,25 +71,36 @@ func (d *DB) versions(ctx context.Context) (versions, error) {
 // statements are the hot reads, prepared once on the read pool: modernc
 // reuses a compiled statement only inside a prepared *sql.Stmt, and
 // database/sql keeps one per pooled connection.
+// The audit trail's writes are prepared once on the writer (its one
+// connection), and a transaction takes them with Tx.StmtContext, which
+// reuses a statement already prepared on the transaction's connection.
 type statements struct {
 	versions      *sql.Stmt
 	principal     *sql.Stmt
 	keyByPrefix   *sql.Stmt
 	accessFilters *sql.Stmt
+
+	chainHead    *sql.Stmt
+	insertAudit  *sql.Stmt
+	insertOutbox *sql.Stmt
 }
 
-func prepareStatements(ctx context.Context, db *sql.DB) (*statements, error) {
+func prepareStatements(ctx context.Context, read, write *sql.DB) (*statements, error) {
 	var s statements
 	for _, p := range []struct {
+		db    *sql.DB
 		stmt  **sql.Stmt
 		query string
 	}{
-		{&s.versions, `SELECT version, catalog, settings FROM rbac_version WHERE id = 1`},
-		{&s.principal, selectPrincipal},
-		{&s.keyByPrefix, `SELECT ` + keyColumns + ` WHERE k.prefix = ?`},
-		{&s.accessFilters, selectAccessFiltersFor},
+		{read, &s.versions, `SELECT version, catalog, settings FROM rbac_version WHERE id = 1`},
+		{read, &s.principal, selectPrincipal},
+		{read, &s.keyByPrefix, `SELECT ` + keyColumns + ` WHERE k.prefix = ?`},
+		{read, &s.accessFilters, selectAccessFiltersFor},
+		{write, &s.chainHead, selectChainHead},
+		{write, &s.insertAudit, insertAuditSQL},
+		{write, &s.insertOutbox, insertOutboxSQL},
 	} {
-		stmt, err := db.PrepareContext(ctx, p.query)
+		stmt, err := p.db.PrepareContext(ctx, p.query)
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("prepare: %w", err)
@@ -101,7 +112,7 @@ func prepareStatements(ctx context.Context, db *sql.DB) (*statements, error) {
 
 func (s *statements) close() error {
 	var errs []error
-	for _, stmt := range []*sql.Stmt{s.versions, s.principal, s.keyByPrefix, s.accessFilters} {
+	for _, stmt := range []*sql.Stmt{s.versions, s.principal, s.keyByPrefix, s.accessFilters, s.chainHead, s.insertAudit, s.insertOutbox} {
 		if stmt != nil {
 			errs = append(errs, stmt.Close())
 		}

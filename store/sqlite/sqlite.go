@@ -112,7 +112,7 @@ func Open(ctx context.Context, dataDir string) (*DB, error) {
 		write.Close()
 		return nil, fmt.Errorf("open metadata store %s: read pool: %w", path, err)
 	}
-	stmts, err := prepareStatements(ctx, read)
+	stmts, err := prepareStatements(ctx, read, write)
 	if err != nil {
 		read.Close()
 		write.Close()
@@ -324,7 +324,7 @@ func (d *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	pending, rec, err := recordPending(ctx, tx)
+	pending, rec, err := d.recordPending(ctx, tx)
 	if err != nil {
 		return err
 	}

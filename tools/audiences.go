@@ -376,12 +376,27 @@ func audienceView(a store.Audience) map[string]any {
 // compileAudience parses and validates a definition against the caller's
 // workspace and compiles it for the warehouse. Problems with the definition
 // are errors the model can act on, listing every problem with its path.
+//
+// Within one call the same definition is compiled once: the facts compile
+// it before the guardrails decide, and the handler reuses that.
 func compileAudience(ctx context.Context, d Deps, call *Call, raw json.RawMessage, audienceID string) (*compiled, error) {
+	key := audienceID + "\x00" + string(raw)
+	if c, ok := call.compiled[key]; ok {
+		return c, nil
+	}
 	def, err := audience.Parse(raw)
 	if err != nil {
 		return nil, definitionError(err)
 	}
-	return compileDefinition(ctx, d, call, def, audienceID)
+	c, err := compileDefinition(ctx, d, call, def, audienceID)
+	if err != nil {
+		return nil, err
+	}
+	if call.compiled == nil {
+		call.compiled = make(map[string]*compiled, 1)
+	}
+	call.compiled[key] = c
+	return c, nil
 }
 
 // compileStored compiles a saved audience over the model it is saved over

@@ -112,6 +112,9 @@ type Call struct {
 	// Facts are what the tool's FactsFunc computed for the guardrails
 	// before the call ran, so the handler need not compute them again.
 	Facts map[string]any
+	// compiled holds the audience definitions compiled during the call
+	// (compileAudience), so the facts and the handler compile each once.
+	compiled map[string]*compiled
 }
 
 // Error is a failure the calling model should see: what was wrong and what

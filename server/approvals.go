@@ -16,7 +16,7 @@ import (
 // approvalsWeb builds the approval web queue and JSON API over the
 // server's parts: keys checked by the authenticator, the principal re-read
 // from the store on every request, approved calls run through the gate,
-// and the diff target looked up by the gate's tool table.
+// and the diff target loaded by the tool the approval names.
 func approvalsWeb(cfg Config, auth *Authenticator, gate *Gate, link func(id string) string, base string, log *slog.Logger) (*approvals.Web, error) {
 	names := make([]string, 0, len(gate.tools))
 	for name := range gate.tools {

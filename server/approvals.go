@@ -9,14 +9,14 @@ import (
 	"time"
 
 	"github.com/signalsmith/agent-server/approvals"
-	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
+	"github.com/signalsmith/agent-server/tools"
 )
 
 // approvalsWeb builds the approval web queue and JSON API over the
 // server's parts: keys checked by the authenticator, the principal re-read
 // from the store on every request, approved calls run through the gate,
-// and the diff target looked up by the gate's tool table.
+// and the diff target loaded by the tool the approval names.
 func approvalsWeb(cfg Config, auth *Authenticator, gate *Gate, link func(id string) string, base string, log *slog.Logger) (*approvals.Web, error) {
 	names := make([]string, 0, len(gate.tools))
 	for name := range gate.tools {
@@ -60,63 +60,23 @@ func approvalNotifier(cfg Config, link func(id string) string, log *slog.Logger)
 }
 
 // approvalTarget returns the object an approval's call acts on, as it is
-// now: the argument named after the tool's resource type (model, audience,
-// destination, sync) read from the store.
+// now, loaded by the tool itself (tools.Tool.Target) from the approval's
+// pinned arguments. A tool without a Target acts on no existing object.
 func (g *Gate) approvalTarget(ctx context.Context, a store.Approval) (approvals.Target, error) {
 	t, ok := g.tools[a.Tool]
 	if !ok {
 		return approvals.Target{}, nil
 	}
 	tg := approvals.Target{Type: t.Resource, Operation: t.Operation()}
-	var args map[string]any
-	if json.Unmarshal(a.Args, &args) != nil {
+	if t.Target == nil {
 		return tg, nil
 	}
-	ref, _ := args[t.Resource].(string)
-	if ref == "" {
-		ref, _ = args["id"].(string)
-	}
-	if ref == "" {
-		return tg, nil
-	}
-	var obj any
-	var err error
-	switch t.Resource {
-	case "model":
-		obj, err = g.store.GetModel(ctx, a.WorkspaceID, ref)
-	case "audience":
-		var au store.Audience
-		au, err = g.store.GetAudience(ctx, a.WorkspaceID, ref)
-		obj = audienceView(au)
-	case "destination":
-		var d store.Destination
-		d, err = g.store.GetDestination(ctx, a.WorkspaceID, ref)
-		d.Config = guardrails.Redact(d.Config)
-		obj = d
-	case "sync":
-		obj, err = g.store.GetSync(ctx, a.WorkspaceID, ref)
-	default:
-		return tg, nil
-	}
-	tg.ID = ref
-	if errors.Is(err, store.ErrNotFound) {
-		return tg, nil
-	}
-	if err != nil {
+	call := &tools.Call{Principal: store.Principal{WorkspaceID: a.WorkspaceID}, Tool: a.Tool}
+	cur, err := t.Target(ctx, call, a.Args)
+	tg.ID = cur.ID
+	if err != nil || cur.Object == nil {
 		return tg, err
 	}
-	tg.Object, err = json.Marshal(obj)
+	tg.Object, err = json.Marshal(cur.Object)
 	return tg, err
-}
-
-// audienceView shows an audience's definition as JSON, not base64.
-func audienceView(a store.Audience) any {
-	def := json.RawMessage(a.Definition)
-	if !json.Valid(def) {
-		def = nil
-	}
-	return struct {
-		store.Audience
-		Definition json.RawMessage `json:"definition"`
-	}{a, def}
 }

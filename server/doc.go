@@ -61,7 +61,9 @@
 // names the agent gave) need no approval the human did not give, and no
 // policy condition decides differently on the facts now than on the facts
 // reviewed (guardrails.Engine.Crossed); else the approval fails with the
-// reason.
+// reason. The approval page diffs the pinned arguments against the object
+// the tool's own Target hook loads (approvals.go); a tool without one acts
+// on no existing object.
 //
 // Identity (identity.go): every agent acts for a human, and RBAC gives it
 // only what both its role and its human's role permit. An agent member

@@ -145,6 +145,7 @@ func audienceTools(d Deps) []Tool {
 			Permission: "audiences.read",
 			Resource:   "audience",
 			Resolve:    resolveAudience(d, false),
+			Target:     audienceTarget(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				a, err := loadAudience(ctx, d, call, raw)
 				if err != nil {
@@ -165,6 +166,7 @@ func audienceTools(d Deps) []Tool {
 			Permission: "audiences.read",
 			Resource:   "audience",
 			Resolve:    resolvePreviewAudience(d),
+			Target:     audienceTarget(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args previewAudienceArgs
 				if err := decode(raw, &args); err != nil {
@@ -276,6 +278,7 @@ func audienceTools(d Deps) []Tool {
 			Resource:   "audience",
 			Write:      true,
 			Resolve:    resolveUpdateAudience(d),
+			Target:     audienceTarget(d),
 			FactNames:  updateAudienceFactNames,
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				var args updateAudienceArgs
@@ -332,6 +335,7 @@ func audienceTools(d Deps) []Tool {
 			Resource:   "audience",
 			Write:      true,
 			Resolve:    resolveAudience(d, true),
+			Target:     audienceTarget(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				a, err := loadAudience(ctx, d, call, raw)
 				if err != nil {
@@ -364,6 +368,27 @@ func loadAudience(ctx context.Context, d Deps, call *Call, raw json.RawMessage) 
 	}
 	call.ResourceID = a.ID
 	return a, nil
+}
+
+// audienceTarget is the Target of tools whose "audience" argument names
+// the audience they act on.
+func audienceTarget(d Deps) TargetFunc {
+	return targetOf("audience", func(ctx context.Context, workspaceID, ref string) (store.Audience, error) {
+		return d.Store.GetAudience(ctx, workspaceID, ref)
+	}, audienceRecord)
+}
+
+// audienceRecord is an audience as the approval page shows it: the stored
+// record, with its definition as JSON rather than base64.
+func audienceRecord(a store.Audience) any {
+	def := json.RawMessage(a.Definition)
+	if !json.Valid(def) {
+		def = nil
+	}
+	return struct {
+		store.Audience
+		Definition json.RawMessage `json:"definition"`
+	}{a, def}
 }
 
 func audienceView(a store.Audience) map[string]any {

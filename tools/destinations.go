@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/signalsmith/agent-server/guardrails"
+	"github.com/signalsmith/agent-server/store"
 )
 
 type listDestinationsArgs struct{}
@@ -45,6 +47,7 @@ func destinationTools(d Deps) []Tool {
 				mcp.WithInputSchema[destinationArgs]())...),
 			Permission: "destinations.read",
 			Resource:   "destination",
+			Target:     destinationTarget(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args destinationArgs
 				if err := decode(raw, &args); err != nil {
@@ -63,4 +66,15 @@ func destinationTools(d Deps) []Tool {
 			},
 		},
 	}
+}
+
+// destinationTarget is get_destination's Target: the destination with its
+// settings redacted, as get_destination shows no credential either.
+func destinationTarget(d Deps) TargetFunc {
+	return targetOf("destination", func(ctx context.Context, workspaceID, ref string) (store.Destination, error) {
+		return d.Store.GetDestination(ctx, workspaceID, ref)
+	}, func(x store.Destination) any {
+		x.Config = guardrails.Redact(x.Config)
+		return x
+	})
 }

@@ -44,6 +44,15 @@
 // audience definition's models and included audiences are recorded as
 // validation and compilation look them up).
 //
+// A tool whose arguments name one existing model, audience, destination or
+// sync has a Target hook (Tool.Target, made by targetOf): it loads that
+// object, as it is now, from an approval's pinned arguments, for the
+// approval page's diff; the server only calls it. A destination is shown
+// with its settings redacted, an audience with its definition as JSON. A
+// tool that creates has none: nothing exists yet to diff against.
+// TestEveryChangeOfAnExistingObjectHasATarget checks that every tool that
+// updates or deletes what its Resolve finds has one.
+//
 // A tool reaches the warehouse only through call.Warehouse (handle.go), the
 // handle the gate binds to the caller after RBAC: Deps has no warehouse,
 // and TestNoToolReachesTheUnboundWarehouse checks that no other file of the

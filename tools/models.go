@@ -130,6 +130,7 @@ func modelTools(d Deps) []Tool {
 			Permission: "models.read",
 			Resource:   "model",
 			Resolve:    resolveModel(d, func() modelReferrer { return &modelArgs{} }, false),
+			Target:     modelTarget(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				m, err := loadModel(ctx, d, call, raw, &modelArgs{})
 				if err != nil {
@@ -146,6 +147,7 @@ func modelTools(d Deps) []Tool {
 			Permission: "models.read",
 			Resource:   "model",
 			Resolve:    resolveModel(d, func() modelReferrer { return &previewModelArgs{} }, false),
+			Target:     modelTarget(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args previewModelArgs
 				m, err := loadModel(ctx, d, call, raw, &args)
@@ -197,6 +199,7 @@ func modelTools(d Deps) []Tool {
 			Resource:   "model",
 			Write:      true,
 			Resolve:    resolveUpdateModel(d),
+			Target:     modelTarget(d),
 			FactNames:  updateModelFactNames,
 			Facts: func(ctx context.Context, call *Call, raw json.RawMessage) (map[string]any, error) {
 				return updateModelFacts(ctx, d, call, raw)
@@ -219,6 +222,7 @@ func modelTools(d Deps) []Tool {
 			Resource:   "model",
 			Write:      true,
 			Resolve:    resolveModel(d, func() modelReferrer { return &modelArgs{} }, true),
+			Target:     modelTarget(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				m, err := loadModel(ctx, d, call, raw, &modelArgs{})
 				if err != nil {
@@ -262,6 +266,14 @@ func loadModel(ctx context.Context, d Deps, call *Call, raw json.RawMessage, arg
 	}
 	call.ResourceID = m.ID
 	return m, nil
+}
+
+// modelTarget is the Target of tools whose "model" argument names the
+// model they act on.
+func modelTarget(d Deps) TargetFunc {
+	return targetOf("model", func(ctx context.Context, workspaceID, ref string) (store.Model, error) {
+		return d.Store.GetModel(ctx, workspaceID, ref)
+	}, nil)
 }
 
 func (a *modelArgs) modelRef() string        { return a.Model }

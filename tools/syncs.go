@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/signalsmith/agent-server/store"
 )
 
 type listSyncsArgs struct{}
@@ -45,6 +46,7 @@ func syncTools(d Deps) []Tool {
 				mcp.WithInputSchema[syncArgs]())...),
 			Permission: "syncs.read",
 			Resource:   "sync",
+			Target:     syncTarget(d),
 			Handler: func(ctx context.Context, call *Call, raw json.RawMessage) (Output, error) {
 				var args syncArgs
 				if err := decode(raw, &args); err != nil {
@@ -63,4 +65,11 @@ func syncTools(d Deps) []Tool {
 			},
 		},
 	}
+}
+
+// syncTarget is get_sync's Target.
+func syncTarget(d Deps) TargetFunc {
+	return targetOf("sync", func(ctx context.Context, workspaceID, ref string) (store.Sync, error) {
+		return d.Store.GetSync(ctx, workspaceID, ref)
+	}, nil)
 }

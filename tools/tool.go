@@ -46,6 +46,54 @@ type Tool struct {
 	// The gate calls it again with the pinned arguments before an approved
 	// call runs. It must not change anything.
 	Resolve ResolveFunc
+	// Target, when set, loads the one existing object the call acts on, as
+	// it is now: what the approval page diffs the arguments against. Every
+	// tool whose arguments name one existing model, audience, destination
+	// or sync has one; a tool that creates has none, as nothing exists yet
+	// to diff against. It must not change anything.
+	Target TargetFunc
+}
+
+// TargetFunc loads the object a call's arguments name, as it is now. The
+// arguments are an approval's, which name objects by the ids Resolve
+// pinned. call carries the approval's workspace (Principal.WorkspaceID)
+// and tool only, and no warehouse: a TargetFunc reads the store. An error
+// is internal: the approval page then shows no diff.
+type TargetFunc func(ctx context.Context, call *Call, args json.RawMessage) (Current, error)
+
+// Current is the object a TargetFunc found.
+type Current struct {
+	// ID is the id (or name) the arguments give; "" when they name none.
+	ID string
+	// Object is the object as a reviewer may see it, with no secret in
+	// it; nil when nothing has that id now.
+	Object any
+}
+
+// targetOf is the TargetFunc of tools whose argument field names the one
+// object they act on: get loads it from the call's workspace and view
+// (when set) turns it into what a reviewer sees.
+func targetOf[T any](field string, get func(ctx context.Context, workspaceID, ref string) (T, error), view func(T) any) TargetFunc {
+	return func(ctx context.Context, call *Call, raw json.RawMessage) (Current, error) {
+		var args map[string]any
+		if json.Unmarshal(raw, &args) != nil {
+			return Current{}, nil
+		}
+		ref, _ := args[field].(string)
+		if ref == "" {
+			return Current{}, nil
+		}
+		obj, err := get(ctx, call.Principal.WorkspaceID, ref)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return Current{ID: ref}, nil
+		case err != nil:
+			return Current{ID: ref}, err
+		case view != nil:
+			return Current{ID: ref, Object: view(obj)}, nil
+		}
+		return Current{ID: ref, Object: obj}, nil
+	}
 }
 
 // ResolveFunc resolves the objects a call names, with the caller's view of

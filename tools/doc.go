@@ -60,6 +60,11 @@
 // the one query without the caller's filters, for the size facts: it
 // returns a count, never a row.
 //
+// Handlers reach the metadata store through Deps.Store, a Store: the
+// catalog and what a tool reads besides (approvals, the audit trail, the
+// caller's access filters, the PII classification); audit appends, approval
+// moves and settings are the gate's and the queue's.
+//
 // tools may import store, audience (audience definitions and their SQL),
 // guardrails, approvals (the queue behind the approval tools, and its
 // errors) and mcp-go's mcp package; it never imports server or a database

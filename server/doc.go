@@ -55,8 +55,8 @@
 // the narrowest interface it needs of it. The Authenticator reads keys
 // (Principals), the gate an approved call's requester, pinned objects and
 // audit appends (GateStore), the guard the kill switch, the stored-policy
-// follower the active set, the Server's own surfaces readiness, the PII
-// API and approved calls to resume; RBAC takes a guardrails.Source, the
+// follower the active set, and the Server itself what readiness, the PII
+// API and resuming approved calls need (serverStore); RBAC takes a guardrails.Source, the
 // engine a guardrails.RateLimiter, the queue an approvals.Store and the
 // tools a tools.Store.
 //

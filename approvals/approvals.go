@@ -36,10 +36,19 @@ type Authorizer interface {
 	Authorize(ctx context.Context, p store.Principal, permission string) (guardrails.Access, error)
 }
 
+// Store is what the queue and its web pages need of the metadata store:
+// the approvals, the audit trail to record decisions in, and the members
+// (store.RBAC) the pages name and filter by.
+type Store interface {
+	store.Approvals
+	store.AuditAppender
+	Members(ctx context.Context, workspaceID string) ([]store.Member, error)
+}
+
 // Queue is the approval queue over the store. It is safe for concurrent
 // use: every state change is a compare-and-set in the store.
 type Queue struct {
-	store  store.Store
+	store  Store
 	rbac   Authorizer
 	ttl    time.Duration
 	now    func() time.Time
@@ -48,7 +57,7 @@ type Queue struct {
 
 // NewQueue returns a queue whose approvals expire after ttl (DefaultTTL
 // when zero).
-func NewQueue(s store.Store, rbac Authorizer, ttl time.Duration) *Queue {
+func NewQueue(s Store, rbac Authorizer, ttl time.Duration) *Queue {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}

@@ -86,5 +86,8 @@
 // store.ErrInvalid 400; anything else is 500 with a request id and no
 // detail.
 //
+// The queue and the web read and change the store through Store: the
+// approvals, the audit trail and the members, nothing else.
+//
 // approvals imports store and guardrails; never tools or server.
 package approvals

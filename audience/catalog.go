@@ -47,7 +47,7 @@ func NewSnapshot(models []store.Model, audiences []store.Audience) *Snapshot {
 	return s
 }
 
-// Lister is the part of store.Store LoadSnapshot reads.
+// Lister is the part of store.Catalog LoadSnapshot reads.
 type Lister interface {
 	ListModels(ctx context.Context, workspaceID string) ([]store.Model, error)
 	ListAudiences(ctx context.Context, workspaceID string) ([]store.Audience, error)

@@ -67,16 +67,15 @@ type use struct {
 	at     time.Time
 }
 
-// RateLimiter counts uses of a bucket in a sliding window. Take records one
-// use when fewer than limit happened in the window ending at now (and
-// consume is true); otherwise it reports how long until the next use is
-// allowed. It must be atomic across processes sharing the store. Release
-// removes one use of bucket that Take recorded at at, for a call that did
-// not go on after all; releasing a use that is not there is no error.
+// RateLimiter counts uses of a bucket in a sliding window: store.RateLimits
+// (Take and Release are documented there), which the store satisfies
+// atomically across the processes sharing it; tests use one in memory.
 type RateLimiter interface {
 	Take(ctx context.Context, bucket string, limit int, window time.Duration, now time.Time, consume bool) (allowed bool, retryAfter time.Duration, err error)
 	Release(ctx context.Context, bucket string, at time.Time) error
 }
+
+var _ RateLimiter = store.RateLimits(nil)
 
 // Engine decides with the active policy set. It is safe for concurrent use;
 // SetPolicies swaps the set atomically.

@@ -9,7 +9,7 @@
 //   - RBAC (rbac.go): Casbin's RBAC-with-domains model, one domain per
 //     workspace, policies per role and a grouping per member, exact
 //     matching. An RBAC loads the workspaces named when it is built, from
-//     a Source (store.Store is one), and reloads whenever a principal
+//     a Source (the read side of store.RBAC), and reloads whenever a principal
 //     carries a newer store RBACVersion than the loaded policy, before
 //     deciding, so a role or membership change applies to the next call.
 //     An agent holds only what both its own role and the role of the human

@@ -55,18 +55,16 @@ func permissionParts(p string) (obj, act string) {
 	return obj, act
 }
 
-// Source is where RBAC data comes from; store.Store satisfies it, and tests
-// use an in-memory one.
+// Source is where RBAC data comes from: the read side of store.RBAC (roles,
+// members and the version that says when to reload), which the store
+// satisfies; tests use an in-memory one.
 type Source interface {
-	// Roles lists a workspace's roles with their permissions.
 	Roles(ctx context.Context, workspaceID string) ([]store.Role, error)
-	// Members lists a workspace's members with their roles.
 	Members(ctx context.Context, workspaceID string) ([]store.Member, error)
-	// RBACVersion changes on every role, member or group change.
 	RBACVersion(ctx context.Context) (int64, error)
 }
 
-var _ Source = store.Store(nil)
+var _ Source = store.RBAC(nil)
 
 // Access is the outcome of an RBAC check.
 type Access struct {

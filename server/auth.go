@@ -109,12 +109,19 @@ func (f *AuthFailure) Unwrap() error { return ErrUnauthenticated }
 // CLI) made them, while an unchanged key costs no query but that version
 // read.
 type Authenticator struct {
-	store store.Store
+	store Principals
 	ttl   time.Duration
 	now   func() time.Time
 
 	mu    sync.RWMutex // concurrent calls look keys up in parallel
 	cache map[[sha256.Size]byte]cachedKey
+}
+
+// Principals is the part of store.Keys that authentication reads: a key by
+// its lookup prefix and the principal behind it now.
+type Principals interface {
+	KeyByPrefix(ctx context.Context, prefix string) (store.Key, error)
+	Principal(ctx context.Context, keyID string, now time.Time) (store.Principal, error)
 }
 
 type cachedKey struct {
@@ -124,7 +131,7 @@ type cachedKey struct {
 
 // NewAuthenticator returns an Authenticator over s that trusts a verified key
 // for ttl (a minute when zero) before checking its bcrypt hash again.
-func NewAuthenticator(s store.Store, ttl time.Duration) *Authenticator {
+func NewAuthenticator(s Principals, ttl time.Duration) *Authenticator {
 	if ttl <= 0 {
 		ttl = time.Minute
 	}

@@ -51,6 +51,15 @@
 // every decision, so a set applied or reset from the command line decides
 // the next call.
 //
+// Config.Store is the whole store.Store, for wiring only: each part takes
+// the narrowest interface it needs of it. The Authenticator reads keys
+// (Principals), the gate an approved call's requester, pinned objects and
+// audit appends (GateStore), the guard the kill switch, the stored-policy
+// follower the active set, and the Server itself what readiness, the PII
+// API and resuming approved calls need (serverStore); RBAC takes a guardrails.Source, the
+// engine a guardrails.RateLimiter, the queue an approvals.Store and the
+// tools a tools.Store.
+//
 // Approvals (gate.go, execute.go): before a call the guardrails send to a
 // human is queued, the tool's Resolve hook finds what it names; a call that
 // cannot run is refused with the reason and never queued. The approval pins

@@ -35,7 +35,7 @@ import (
 type Gate struct {
 	auth  *Authenticator
 	rbac  *guardrails.RBAC
-	store store.Store
+	store GateStore
 	tools map[string]tools.Tool
 	// warehouses binds the warehouse to each call's caller; without it a
 	// tool's queries are refused.
@@ -46,8 +46,23 @@ type Gate struct {
 	metrics    *metrics
 }
 
+// GateStore is what the gate reads and records in the store itself: an
+// approved call's requester (Principals), the catalog objects an approval
+// pins or its page shows (store.Catalog), and the audit events of calls
+// that commit no change of their own (store.AuditAppender). The rest of its
+// store work is done by the parts it holds (the Authenticator, RBAC, the
+// guard, the tools).
+type GateStore interface {
+	Principals
+	store.AuditAppender
+	GetModel(ctx context.Context, workspaceID, idOrName string) (store.Model, error)
+	GetAudience(ctx context.Context, workspaceID, id string) (store.Audience, error)
+	GetDestination(ctx context.Context, workspaceID, id string) (store.Destination, error)
+	GetSync(ctx context.Context, workspaceID, id string) (store.Sync, error)
+}
+
 // NewGate returns the gate for the given tools.
-func NewGate(auth *Authenticator, rbac *guardrails.RBAC, s store.Store, all []tools.Tool, log *slog.Logger) *Gate {
+func NewGate(auth *Authenticator, rbac *guardrails.RBAC, s GateStore, all []tools.Tool, log *slog.Logger) *Gate {
 	byName := make(map[string]tools.Tool, len(all))
 	for _, t := range all {
 		byName[t.Spec.Name] = t

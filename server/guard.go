@@ -18,13 +18,19 @@ import (
 type guard struct {
 	engine *guardrails.Engine
 	queue  *approvals.Queue
-	store  store.Store
+	store  killSwitch
 	log    *slog.Logger
 	// approvalURL turns an approval id into the link a human opens.
 	approvalURL func(id string) string
 
 	// policies, when set, keeps engine on the stored policy set.
 	policies *storedPolicies
+}
+
+// killSwitch is the read side of store.KillSwitch, which the guard checks
+// before the policies.
+type killSwitch interface {
+	WritesFrozen(ctx context.Context, workspaceID string) (bool, error)
 }
 
 // verdict is the guardrail outcome of one call, with the facts it used.

@@ -19,7 +19,7 @@ import (
 // applied or reset by the command line in another process decides the next
 // call and an unchanged one costs a comparison.
 type storedPolicies struct {
-	store  store.Store
+	store  policySource
 	engine *guardrails.Engine
 	log    *slog.Logger
 
@@ -27,6 +27,12 @@ type storedPolicies struct {
 	// seen is the stored record the engine follows now (the zero
 	// PolicySet for the defaults); nil before the first call.
 	seen atomic.Pointer[store.PolicySet]
+}
+
+// policySource is the read side of store.PolicySets, which the follower
+// reads before every decision.
+type policySource interface {
+	ActivePolicySet(ctx context.Context, workspaceID string) (store.PolicySet, error)
 }
 
 // follow makes the engine decide with the workspace's stored policy set.

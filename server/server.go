@@ -70,7 +70,7 @@ type Server struct {
 	mcpHTTP        *mcpserver.StreamableHTTPServer
 	gate           *Gate
 	auth           *Authenticator
-	store          store.Store
+	store          serverStore
 	warehouse      store.Warehouse
 	log            *slog.Logger
 	maxBody        int64
@@ -79,6 +79,18 @@ type Server struct {
 	refusals       *refusals
 	sessions       *sessions
 	origins        *originGuard
+}
+
+// serverStore is what the Server's own surfaces need of the store: the
+// readiness check (store.RBAC's version), the PII classification JSON
+// API (store.PIIClassification, audited with store.AuditAppender) and
+// resuming approved calls at startup. The gate, the queue and the tools
+// get their own parts of Config.Store.
+type serverStore interface {
+	store.PIIClassification
+	store.AuditAppender
+	RBACVersion(ctx context.Context) (int64, error)
+	ListApprovals(ctx context.Context, f store.ApprovalFilter) ([]store.Approval, error)
 }
 
 // New builds the MCP server: every tool of package tools registered behind

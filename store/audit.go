@@ -440,8 +440,15 @@ func short(h string) string {
 	return h
 }
 
-// AuditAppender is what Audited needs of a Store.
+// AuditAppender is the writing side of AuditLog: what Audited, and every
+// consumer that only records events, needs of a Store.
 type AuditAppender interface {
+	// AppendAudit durably records one event, chained (Seq, PrevHash, Hash)
+	// and queued for shipping, before returning. Concurrent appends may
+	// share one commit. It returns ErrInvalid for an event that lacks a
+	// source, decision or action or cannot be encoded, and ErrConflict for
+	// an id already recorded. A call's state change records its event in
+	// its own transaction instead: see WithPendingAudit.
 	AppendAudit(ctx context.Context, e AuditEvent) error
 }
 

@@ -4,6 +4,18 @@
 // only the Trino dialect so far; store/demo holds the demo data and
 // metadata.
 //
+// The metadata store is split by what it holds (store.go): Workspaces,
+// Keys, RBAC (roles and members), Catalog (models, audiences, destinations,
+// syncs), PIIClassification, RateLimits, KillSwitch, Approvals,
+// AccessFilters, PolicySets and AuditLog (whose writing side, AuditAppender,
+// is in audit.go). Each method is declared and documented once, in its
+// interface. Store is all of them with Close: the wiring holds a Store,
+// and store/sqlite.DB implements it; every consumer takes the narrowest
+// interface it needs, one of these or a few of their methods declared
+// where it is used (audience.Lister, guardrails.Source, approvals.Store,
+// tools.Store, server.Principals, say), so what a package may do to the
+// store reads from its types.
+//
 // Every Store and Warehouse method reports failures with the sentinel errors
 // declared here (ErrNotFound, ErrConflict, ErrInvalid, ErrQueryLimit,
 // ErrQueryRefused), wrapped with context; callers test them with errors.Is.

@@ -303,14 +303,38 @@ type AuditFilter struct {
 	Limit  int
 }
 
-// Store is the server's metadata store. Methods scoped to a workspace return
-// ErrNotFound for objects of other workspaces.
+// Store is the server's metadata store: every interface below, which
+// store/sqlite.DB implements, and Close. Only the wiring (the command line,
+// server.Config, tests) holds a whole Store; each consumer takes the
+// interface, or the few methods, it needs. Methods scoped to a workspace
+// return ErrNotFound for objects of other workspaces.
 type Store interface {
+	Workspaces
+	Keys
+	RBAC
+	Catalog
+	PIIClassification
+	RateLimits
+	KillSwitch
+	Approvals
+	AccessFilters
+	PolicySets
+	AuditLog
+
+	Close() error
+}
+
+// Workspaces holds the tenants and their built-in roles.
+type Workspaces interface {
 	// EnsureWorkspace returns the workspace with this name, creating it when
 	// absent, and makes its built-in roles exactly builtIn (so a new release's
 	// permission table applies to existing workspaces).
 	EnsureWorkspace(ctx context.Context, name string, builtIn []Role) (Workspace, error)
+}
 
+// Keys holds API keys and answers who is behind one: the command line
+// manages keys, the server authenticates with KeyByPrefix and Principal.
+type Keys interface {
 	// CreateKey stores a key (finding or creating its member). It returns
 	// ErrInvalid for an unknown role or kind, an agent key without an owner
 	// that is a user member, or a new user member without an email; and
@@ -332,7 +356,11 @@ type Store interface {
 	RevokeKey(ctx context.Context, workspaceID, idOrPrefix string, now time.Time) (Key, error)
 	// ReplaceKey revokes old and creates its successor in one transaction.
 	ReplaceKey(ctx context.Context, workspaceID, idOrPrefix string, prefix string, hash []byte, now time.Time) (Key, error)
+}
 
+// RBAC holds roles and memberships, what guardrails.RBAC loads (its Source
+// is the read side), with the version that says when to reload.
+type RBAC interface {
 	// Roles lists a workspace's roles with their permissions.
 	Roles(ctx context.Context, workspaceID string) ([]Role, error)
 	// PutRole creates or replaces a custom role. Built-in roles are ErrConflict.
@@ -346,7 +374,11 @@ type Store interface {
 	// RBACVersion is a counter that changes on every role, member or group
 	// change in any workspace, so a cached authorizer knows when to reload.
 	RBACVersion(ctx context.Context) (int64, error)
+}
 
+// Catalog holds the objects tools work on: models, audiences, destinations
+// and syncs.
+type Catalog interface {
 	// Catalog reads. GetModel looks a reference with the form of a model
 	// id (IsModelID) up by id only, any other by name only.
 	ListModels(ctx context.Context, workspaceID string) ([]Model, error)
@@ -391,7 +423,11 @@ type Store interface {
 	// as DeleteAudience would name it, without changing anything;
 	// ErrNotFound for an unknown audience.
 	AudienceDependents(ctx context.Context, workspaceID, id string) ([]Dependent, error)
+}
 
+// PIIClassification holds the PII levels people gave warehouse source
+// columns, which model columns inherit (ApplyPII).
+type PIIClassification interface {
 	// PIIClasses lists the workspace's classified warehouse source
 	// columns (DESIGN.md section 3); a column not listed is blocked.
 	PIIClasses(ctx context.Context, workspaceID string) ([]PIIClass, error)
@@ -400,7 +436,12 @@ type Store interface {
 	// call it (the command line and the JSON API); it returns ErrInvalid
 	// for a bad column or level, and nothing is written then.
 	SetPIIClasses(ctx context.Context, workspaceID string, classes []PIIClass) error
+}
 
+// RateLimits holds the sliding windows of the guardrails' rate limits
+// (guardrails.RateLimiter). Its counts are shared, and atomic, across the
+// processes that use the store.
+type RateLimits interface {
 	// Take counts one use of a rate-limit bucket in the sliding window ending
 	// at now if fewer than limit uses are in it (and consume is true), else
 	// says how long until the next use is allowed.
@@ -408,11 +449,19 @@ type Store interface {
 	// Release removes one use of a bucket that Take counted at at, for a
 	// call that did not go on; a use that is not there is no error.
 	Release(ctx context.Context, bucket string, at time.Time) error
+}
+
+// KillSwitch holds each workspace's switch that freezes AI writes.
+type KillSwitch interface {
 	// WritesFrozen reports the workspace's ai_writes_frozen kill switch.
 	WritesFrozen(ctx context.Context, workspaceID string) (bool, error)
 	// SetWritesFrozen turns the kill switch on or off.
 	SetWritesFrozen(ctx context.Context, workspaceID string, frozen bool) error
+}
 
+// Approvals holds the approval queue's requests; their state machine is
+// ApprovalChange.Check (approval.go).
+type Approvals interface {
 	// CreateApproval stores a new pending approval, assigning its id.
 	CreateApproval(ctx context.Context, a Approval) (Approval, error)
 	// GetApproval returns one approval of the workspace.
@@ -423,10 +472,12 @@ type Store interface {
 	// ErrConflict when it is no longer in c.From (someone else moved it),
 	// ErrInvalid for a transition the state machine does not have.
 	TransitionApproval(ctx context.Context, workspaceID, id string, c ApprovalChange) (Approval, error)
+}
 
-	// Access filters (DESIGN.md section 3). Every change bumps
-	// RBACVersion in the same transaction, like group changes.
-	//
+// AccessFilters holds the row filters of groups (DESIGN.md section 3).
+// Every change bumps RBACVersion in the same transaction, like group
+// changes.
+type AccessFilters interface {
 	// PutAccessFilter creates a filter (assigning its id) or, when f.ID is
 	// set, replaces that filter. The group is created when absent, as
 	// AddToGroup does. It returns ErrInvalid for a filter Normalize
@@ -442,22 +493,21 @@ type Store interface {
 	// agent also those of its human's groups, so it never sees more rows
 	// than the human it acts for.
 	AccessFiltersFor(ctx context.Context, p Principal) ([]AccessFilter, error)
+}
 
+// PolicySets holds each workspace's active AI policy set.
+type PolicySets interface {
 	// ApplyPolicySet makes ps the workspace's active policy set; an empty
 	// Source goes back to the shipped defaults.
 	ApplyPolicySet(ctx context.Context, workspaceID string, ps PolicySet) error
 	// ActivePolicySet returns the active stored set, ErrNotFound for none.
 	ActivePolicySet(ctx context.Context, workspaceID string) (PolicySet, error)
+}
 
-	// AppendAudit durably records one event, chained (Seq, PrevHash, Hash)
-	// and queued for shipping, before returning. Concurrent appends may
-	// share one commit. It returns ErrInvalid for an event that lacks a
-	// source, decision or action or cannot be encoded, and ErrConflict for
-	// an id already recorded. A call's state change records its event in
-	// its own transaction instead: see WithPendingAudit.
-	AppendAudit(ctx context.Context, e AuditEvent) error
+// AuditLog holds the hash-chained audit trail: appending to it
+// (AuditAppender, all a writer needs) and reading it back.
+type AuditLog interface {
+	AuditAppender
 	// Audit returns the events f selects, newest first unless f.Oldest.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
-
-	Close() error
 }

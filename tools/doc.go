@@ -69,6 +69,13 @@
 // the one query without the caller's filters, for the size facts: it
 // returns a count, never a row.
 //
+// Handlers reach the metadata store through Deps.Store, a Store: the
+// catalog and what a tool reads besides (approvals, the audit trail, the
+// caller's access filters, the PII classification); audit appends, approval
+// moves, keys, roles, filters and settings are the gate's, the queue's and
+// the command line's, and TestDepsLeaveTheGatesStoreWritesOut checks that
+// no field of Deps reaches them.
+//
 // tools may import store, audience (audience definitions and their SQL),
 // guardrails, approvals (the queue behind the approval tools, and its
 // errors) and mcp-go's mcp package; it never imports server or a database

@@ -22,7 +22,7 @@ import (
 
 // AccessFilterSource reads the access filters that apply to a principal:
 // its groups' filters and, for an agent, its human's too
-// (store.Store.AccessFiltersFor).
+// (store.AccessFilters.AccessFiltersFor).
 type AccessFilterSource interface {
 	AccessFiltersFor(ctx context.Context, p store.Principal) ([]store.AccessFilter, error)
 }

@@ -189,7 +189,7 @@ func AsError(err error) (*Error, bool) {
 // and the approval queue. There is no warehouse here on purpose: a tool
 // reaches it only through Call.Warehouse, bound to the caller by the gate.
 type Deps struct {
-	Store store.Store
+	Store Store
 	// Check answers what would happen to a call without running it; the
 	// server provides it (it is the gate's decision path) for check_action.
 	Check CheckFunc
@@ -197,6 +197,22 @@ type Deps struct {
 	Approvals *approvals.Queue
 	// ApprovalURL is the web page of an approval.
 	ApprovalURL func(id string) string
+}
+
+// Store is what the tools read and change in the metadata store: the
+// catalog, the approvals an agent looks up (store.Approvals), the audit
+// trail it reads (store.AuditLog), the access filters that apply to it and
+// the PII classification its models inherit (store.PIIClassification).
+// Through it a tool cannot append audit events, move an approval or change
+// filters, keys, roles or settings: the gate and the approval queue
+// (Deps.Approvals) do.
+type Store interface {
+	store.Catalog
+	AccessFilterSource
+	GetApproval(ctx context.Context, workspaceID, id string) (store.Approval, error)
+	ListApprovals(ctx context.Context, f store.ApprovalFilter) ([]store.Approval, error)
+	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error)
+	PIIClasses(ctx context.Context, workspaceID string) ([]store.PIIClass, error)
 }
 
 // CheckFunc decides a call the way the gate would, without side effects.

@@ -363,6 +363,6 @@ func operatorEvent(ws store.Workspace, source, action, resourceType, result stri
 
 // audited runs change with ev as its pending audit event (store.Audited),
 // a failure's reason redacted.
-func audited(ctx context.Context, s store.Store, ev store.AuditEvent, change func(context.Context) error) error {
+func audited(ctx context.Context, s store.AuditAppender, ev store.AuditEvent, change func(context.Context) error) error {
 	return store.Audited(ctx, s, ev, func(err error) string { return guardrails.RedactString(err.Error()) }, change)
 }

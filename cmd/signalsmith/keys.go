@@ -77,11 +77,18 @@ func (m *Main) keysCreate(ctx context.Context, args []string) error {
 	return m.printKey(k, key, *asJSON)
 }
 
+// keyCreator is what createKey needs of the store: a key created with its
+// audit event (store.Keys, store.AuditAppender).
+type keyCreator interface {
+	store.AuditAppender
+	CreateKey(ctx context.Context, k store.NewKey) (store.Key, error)
+}
+
 // createKey generates a key, stores its hash and returns the record and the
 // full key, which exists nowhere else. The creation is audited in the same
 // transaction, with source (CLI, or SYSTEM for the demo keys serve creates)
 // and the key's masked prefix, never its secret.
-func createKey(ctx context.Context, s store.Store, ws store.Workspace, source string, nk store.NewKey, lifetime time.Duration) (store.Key, string, error) {
+func createKey(ctx context.Context, s keyCreator, ws store.Workspace, source string, nk store.NewKey, lifetime time.Duration) (store.Key, string, error) {
 	key, prefix, hash, err := server.NewKeySecret(0)
 	if err != nil {
 		return store.Key{}, "", err

@@ -3,8 +3,9 @@
 // analytics.db: customers, orders and events, deterministic from a seed and
 // a generation time, under a temporary name renamed into place only when
 // complete; Exists says whether there is one) and the metadata it seeds
-// through any store.Store (SeedMetadata: the PII classification, models,
-// audiences, destinations and sync, idempotent).
+// through any Seeder, a store.Catalog with its store.PIIClassification
+// (SeedMetadata: the PII classification, models, audiences, destinations
+// and sync, idempotent).
 //
 // It is demo content, not storage, so it lives outside store/sqlite. It
 // imports the store package, the standard library and the SQLite driver

@@ -10,11 +10,18 @@ import (
 	"github.com/signalsmith/agent-server/store"
 )
 
+// Seeder is what SeedMetadata needs of a store: the catalog it fills and
+// the PII classification the models inherit.
+type Seeder interface {
+	store.Catalog
+	store.PIIClassification
+}
+
 // SeedMetadata creates the demo workspace's models, audiences,
 // destinations and sync (DESIGN.md section 9) over the demo warehouse. It is
 // idempotent: objects that exist by name are left as they are, so a run
 // interrupted half-way is completed by the next.
-func SeedMetadata(ctx context.Context, s store.Store, workspaceID string) error {
+func SeedMetadata(ctx context.Context, s Seeder, workspaceID string) error {
 	if err := seedDemoClassification(ctx, s, workspaceID); err != nil {
 		return err
 	}
@@ -106,7 +113,7 @@ func SeedMetadata(ctx context.Context, s store.Store, workspaceID string) error 
 // seedDemoClassification classifies every column of the demo tables that
 // is not classified yet, with the levels of demoModels: names, email and
 // phone redacted, birth date sync-only, notes blocked, the rest none.
-func seedDemoClassification(ctx context.Context, s store.Store, workspaceID string) error {
+func seedDemoClassification(ctx context.Context, s store.PIIClassification, workspaceID string) error {
 	have, err := s.PIIClasses(ctx, workspaceID)
 	if err != nil {
 		return fmt.Errorf("seed pii classes: %w", err)

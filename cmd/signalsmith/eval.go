@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -39,8 +40,9 @@ func (m *Main) evalBench(ctx context.Context, args []string) error {
 	round := fs.Duration("round", 250*time.Millisecond, "length of one round; rounds of the two servers alternate")
 	scale := fs.Int("scale", demo.DefaultScale, "demo customers to generate in a new data directory")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load (both servers run in this process) to this file")
 	if pos, err := parseFlags(fs, args); err != nil || len(pos) > 0 {
-		fmt.Fprintln(m.Stderr, "usage: signalsmith eval bench [--sessions 1,8,32] [--duration 3s] [--round 250ms] [--scale N] [--json]")
+		fmt.Fprintln(m.Stderr, "usage: signalsmith eval bench [--sessions 1,8,32] [--duration 3s] [--round 250ms] [--scale N] [--json] [--cpuprofile FILE]")
 		return errUsage
 	}
 	counts, err := sessionCounts(*sessions)
@@ -66,6 +68,17 @@ func (m *Main) evalBench(ctx context.Context, args []string) error {
 	defer env.close()
 	cfg := env.config
 	cfg.Sessions, cfg.Duration, cfg.Round = counts, *duration, *round
+	if *cpuProfile != "" {
+		f, err := os.OpenFile(*cpuProfile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("eval bench: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	report, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("eval bench: %w", err)

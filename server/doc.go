@@ -70,7 +70,9 @@
 // names the agent gave) need no approval the human did not give, and no
 // policy condition decides differently on the facts now than on the facts
 // reviewed (guardrails.Engine.Crossed); else the approval fails with the
-// reason. The approval page diffs the pinned arguments against the object
+// reason. In every call the policies see a model the agent named by id
+// under its name (namedView), so a condition on a model's name holds
+// whichever form the agent wrote. The approval page diffs the pinned arguments against the object
 // the tool's own Target hook loads (approvals.go); a tool without one acts
 // on no existing object.
 //

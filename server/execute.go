@@ -212,6 +212,63 @@ func policyView(args json.RawMessage, pins []store.ApprovalPin) json.RawMessage 
 			names[p.ID] = p.Name
 		}
 	}
+	return renameIDs(args, names)
+}
+
+// namedView returns a call's arguments as the policies see them: every
+// string with the form of a model id that names a model of the workspace
+// replaced by that model's name, so a condition written against a name
+// (args.model == "orders") decides the same whichever of the two forms
+// the agent wrote. No model may be named like an id, so the swap cannot
+// make one model pass for another. An error other than an unknown model
+// is returned: the caller denies.
+func (g *Gate) namedView(ctx context.Context, workspaceID string, args json.RawMessage) (json.RawMessage, error) {
+	if !bytes.Contains(args, []byte(store.ModelIDPrefix)) {
+		return args, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(args))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return args, nil
+	}
+	names := map[string]string{}
+	var collect func(any)
+	collect = func(v any) {
+		switch v := v.(type) {
+		case string:
+			if store.IsModelID(v) {
+				names[v] = ""
+			}
+		case []any:
+			for _, e := range v {
+				collect(e)
+			}
+		case map[string]any:
+			for _, e := range v {
+				collect(e)
+			}
+		}
+	}
+	collect(v)
+	for id := range names {
+		m, err := g.store.GetModel(ctx, workspaceID, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			delete(names, id)
+		case err != nil:
+			return nil, fmt.Errorf("name model %s for the policies: %w", id, err)
+		default:
+			names[id] = m.Name
+		}
+	}
+	return renameIDs(args, names), nil
+}
+
+// renameIDs returns args with every string that is a key of names (at any
+// depth) replaced by its value; args as they are when names is empty or
+// they are not JSON.
+func renameIDs(args json.RawMessage, names map[string]string) json.RawMessage {
 	if len(names) == 0 {
 		return args
 	}

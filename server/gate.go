@@ -325,6 +325,14 @@ func (g *Gate) evaluate(ctx context.Context, r request) (outcome, error) {
 			return o, nil
 		}
 		view = policyView(r.approval.Args, r.approval.Pins)
+	} else {
+		named, err := g.namedView(ctx, p.WorkspaceID, r.args)
+		if err != nil {
+			o.kind, o.reason = deny, "policy arguments could not be read: "+err.Error()
+			o.message = r.mode.say(internalMessage(r.requestID), "the policies could not be checked, so the call did not run", "")
+			return o, err
+		}
+		view = named
 	}
 
 	// Guardrails: facts, the kill switch, the policies.
@@ -448,7 +456,7 @@ func (g *Gate) refused(ctx context.Context, r request, o outcome, k kind, messag
 // (tools.Tool.Resolve): the arguments with objects named by id, the facts
 // and the objects with their versions an approval pins. For a call, the
 // facts are decided again on those arguments (the policies still see the
-// names the agent gave), so what the human reviews is about the objects
+// arguments the agent gave, models by name: namedView), so what the human reviews is about the objects
 // that will run. A call Resolve refuses cannot run (a dry run says so), and
 // neither can one whose decision changed in between; either gives its
 // rate-limit uses back.
@@ -471,7 +479,11 @@ func (g *Gate) pin(ctx context.Context, r request, o outcome) (outcome, error) {
 		return o, nil
 	}
 	pinned := &tools.Call{Principal: o.call.Principal, Tool: o.call.Tool, Warehouse: o.call.Warehouse}
-	again, err := g.guardrails(ctx, t, pinned, r.source, res.Args, r.args, true)
+	view, err := g.namedView(ctx, o.call.Principal.WorkspaceID, r.args)
+	if err != nil {
+		return g.refused(ctx, r, o, cannotRun, internalMessage(r.requestID)), err
+	}
+	again, err := g.guardrails(ctx, t, pinned, r.source, res.Args, view, true)
 	if te, ok := tools.AsError(err); ok {
 		return g.refused(ctx, r, o, cannotRun, notQueued+te.Msg), nil
 	}

@@ -317,7 +317,8 @@ func (g *Gate) evaluate(ctx context.Context, r request) (outcome, error) {
 	o.call = &tools.Call{Principal: p, Tool: t.Spec.Name, Warehouse: g.warehouses.Bind(p)}
 
 	// An approved call acts on exactly the objects the human reviewed.
-	raw, view := r.args, r.args
+	raw := r.args
+	var view json.RawMessage
 	if r.mode == modeApproved {
 		if err := g.checkPins(ctx, t, o.call, *r.approval); err != nil {
 			o.kind, o.message = cannotRun, err.Error()

@@ -50,15 +50,22 @@ type Reader interface {
 // concurrent use; each Sender it returns is for one run at a time.
 type Registry struct {
 	store   Reader
-	keys    *Keyring
+	keys    func() (*Keyring, error)
 	dataDir string
 }
 
-// NewRegistry returns a Registry over the store with the master key;
-// dataDir is where relative file destination folders are. keys may be nil
-// when no credential is stored: a webhook then cannot be opened.
-func NewRegistry(s Reader, keys *Keyring, dataDir string) *Registry {
+// NewRegistry returns a Registry over the store; keys returns the master
+// key when a credential is to be opened (Keys loads it afresh each time,
+// so a rotation by the command line applies to a running server), and
+// dataDir is where relative file destination folders are.
+func NewRegistry(s Reader, keys func() (*Keyring, error), dataDir string) *Registry {
 	return &Registry{store: s, keys: keys, dataDir: dataDir}
+}
+
+// Keys returns a function that loads the master key (LoadKeyring, never
+// creating it) at every call.
+func Keys(getenv func(string) string, dataDir string) func() (*Keyring, error) {
+	return func() (*Keyring, error) { return LoadKeyring(getenv, dataDir, false) }
 }
 
 // Sender returns the destination of the workspace with this id and its
@@ -79,11 +86,15 @@ func (r *Registry) Sender(ctx context.Context, workspaceID, id string) (store.Se
 		if r.keys == nil {
 			return nil, d, fmt.Errorf("destination %s: %w", d.ID, ErrNoMasterKey)
 		}
+		kr, err := r.keys()
+		if err != nil {
+			return nil, d, fmt.Errorf("destination %s: %w", d.ID, err)
+		}
 		c, err := r.store.DestinationCredential(ctx, workspaceID, id)
 		if err != nil {
 			return nil, d, err
 		}
-		if secret, err = r.keys.Open(workspaceID, id, c); err != nil {
+		if secret, err = kr.Open(workspaceID, id, c); err != nil {
 			return nil, d, fmt.Errorf("destination %s: %w: %w", d.ID, err, ErrInvalid)
 		}
 	}

@@ -59,7 +59,7 @@ func TestRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	reg := destinations.NewRegistry(db, kr, dir)
+	reg := destinations.NewRegistry(db, destinations.Keys(noEnv, dir), dir)
 	s, got, err := reg.Sender(ctx, ws.ID, id)
 	if err != nil || got.ID != id || destinations.BatchSize(got) != destinations.DefaultBatchSize {
 		t.Fatalf("sender = %+v, %v", got, err)

@@ -211,7 +211,7 @@ func (s *Server) serveDestinations(w http.ResponseWriter, r *http.Request) {
 	default: // POST {id}/test
 		ev.Result = "tested destination " + id
 		change = func(ctx context.Context) error {
-			sender, _, err := destinations.NewRegistry(s.store, s.masterKey, s.dataDir).Sender(ctx, p.WorkspaceID, id)
+			sender, _, err := s.senders.Sender(ctx, p.WorkspaceID, id)
 			if err != nil {
 				return err
 			}

@@ -29,11 +29,12 @@ const destSecret = "whsec_api-planted-7c1d93ab5e"
 // file destinations, both in dir.
 func withMasterKey(t *testing.T, dir string) func(*server.Config) {
 	t.Helper()
-	kr, err := destinations.LoadKeyring(func(string) string { return "" }, dir, true)
-	if err != nil {
+	if _, err := destinations.LoadKeyring(func(string) string { return "" }, dir, true); err != nil {
 		t.Fatal(err)
 	}
-	return func(c *server.Config) { c.MasterKey, c.DataDir = kr, dir }
+	return func(c *server.Config) {
+		c.MasterKeyFunc, c.DataDir = destinations.Keys(func(string) string { return "" }, dir), dir
+	}
 }
 
 // signedReceiver counts the deliveries signed with destSecret.

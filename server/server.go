@@ -63,10 +63,13 @@ type Config struct {
 	// background, with retries) when an approval is created and when it
 	// changes state.
 	ApprovalWebhook string
-	// MasterKey seals destination credentials that people set through
-	// /api/v1/destinations; without it those writes are refused with a
-	// message that says how to give one.
-	MasterKey *destinations.Keyring
+	// MasterKeyFunc returns the master key that seals and opens
+	// destination credentials (destinations.Keys: loaded at each use, so a
+	// rotation by the command line applies at once); without it, or when
+	// it returns destinations.ErrNoMasterKey, writes of
+	// /api/v1/destinations that need it are refused with a message that
+	// says how to give one.
+	MasterKeyFunc func() (*destinations.Keyring, error)
 	// DataDir is where relative file destination folders are.
 	DataDir string
 }
@@ -87,8 +90,7 @@ type Server struct {
 	sessions       *sessions
 	origins        *originGuard
 	destinations   *destinations.Manager
-	masterKey      *destinations.Keyring
-	dataDir        string
+	senders        *destinations.Registry
 }
 
 // serverStore is what the Server's own surfaces need of the store: the
@@ -187,14 +189,8 @@ func New(cfg Config) (*Server, error) {
 		allowedOrigins: cfg.AllowedOrigins,
 		refusals:       newRefusals(),
 	}
-	srv.destinations = &destinations.Manager{Store: cfg.Store, DataDir: cfg.DataDir, KeysFunc: func() (*destinations.Keyring, error) {
-		if cfg.MasterKey == nil {
-			return nil, destinations.ErrNoMasterKey
-		}
-		return cfg.MasterKey, nil
-	}}
-	srv.masterKey = cfg.MasterKey
-	srv.dataDir = cfg.DataDir
+	srv.destinations = &destinations.Manager{Store: cfg.Store, DataDir: cfg.DataDir, KeysFunc: cfg.MasterKeyFunc}
+	srv.senders = destinations.NewRegistry(cfg.Store, cfg.MasterKeyFunc, cfg.DataDir)
 	srv.sessions = newSessions()
 	srv.mcpHTTP = mcpserver.NewStreamableHTTPServer(s, mcpserver.WithEndpointPath("/mcp"),
 		mcpserver.WithSessionIdManagerResolver(srv.sessions))

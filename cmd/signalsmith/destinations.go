@@ -380,14 +380,7 @@ func (m *Main) destinationsTest(ctx context.Context, args []string) error {
 // testDestination opens a destination's Sender, as a sync run would, and
 // tests it without sending a member.
 func testDestination(ctx context.Context, m *Main, db *sqlite.DB, d store.Destination) error {
-	var kr *destinations.Keyring
-	if d.HasCredentials {
-		var err error
-		if kr, err = m.keyring(false); err != nil {
-			return err
-		}
-	}
-	s, _, err := destinations.NewRegistry(db, kr, m.DataDir).Sender(ctx, d.WorkspaceID, d.ID)
+	s, _, err := destinations.NewRegistry(db, destinations.Keys(m.Getenv, m.DataDir), m.DataDir).Sender(ctx, d.WorkspaceID, d.ID)
 	if err != nil {
 		return err
 	}

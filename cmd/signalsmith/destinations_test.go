@@ -180,3 +180,18 @@ func TestDestinationsCommands(t *testing.T) {
 	}
 	grepDir(t, dir, plantedSecret)
 }
+
+// TestDemoCreatesMasterKey: serve --demo creates the master key file with
+// mode 0600, and a plain serve of the same directory keeps that key.
+func TestDemoCreatesMasterKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	startDemo(t, dir, freeAddr(t), "--scale", "100")
+	info, err := os.Stat(filepath.Join(dir, destinations.KeyFile))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("master key file after serve --demo: %v, %v; want mode 0600", info, err)
+	}
+	if info, err := os.Stat(filepath.Join(dir, "exports", "sandbox")); err != nil || !info.IsDir() {
+		t.Fatalf("the demo's export folder: %v", err)
+	}
+}

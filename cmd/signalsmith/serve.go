@@ -192,7 +192,7 @@ func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c s
 	}
 	// The master key seals the credentials people set through the API;
 	// serve --demo creates the key file, a plain serve only reads it.
-	masterKey, err := m.keyring(c.demo)
+	_, err = m.keyring(c.demo)
 	if errors.Is(err, destinations.ErrNoMasterKey) {
 		log.Warn("no master key: destination credentials cannot be set or used until one exists", "env", destinations.KeyEnv)
 	} else if err != nil {
@@ -216,7 +216,7 @@ func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c s
 		ApprovalWebhook: c.webhook,
 		// Without a --policy file the server follows the stored set.
 		StoredPolicies: c.policy == "",
-		MasterKey:      masterKey,
+		MasterKeyFunc:  destinations.Keys(m.Getenv, m.DataDir),
 		DataDir:        m.DataDir,
 	})
 }

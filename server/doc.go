@@ -1,8 +1,10 @@
 // Package server is the MCP server of SignalSmith: the mcp-go server with
 // every tool of package tools registered behind the gate, the stdio and
 // streamable HTTP transports, the HTTP mux (/mcp, /healthz, /readyz,
-// /metrics, the approval queue), API key authentication, and the shipper of
-// the audit trail to the warehouse.
+// /metrics, the approval queue, the JSON APIs for PII classification
+// (piiapi.go) and destinations (destinationsapi.go: people set
+// destinations and their sealed secrets; agent keys only read), API key
+// authentication, and the shipper of the audit trail to the warehouse.
 //
 // The gate (gate.go) is the one place every tool call passes. Its
 // decision path, evaluate, is one function that every entry point uses:
@@ -118,6 +120,7 @@
 // (guardrails.Redact), and every event is redacted and bounded again by
 // the store (store.BoundAudit), as the gate's events are when they start.
 //
-// server imports tools, approvals, guardrails, store and internal/retry
+// server imports tools, approvals, guardrails, destinations, store and
+// internal/retry
 // (besides mcp-go and Prometheus); never a database driver.
 package server

@@ -13,6 +13,7 @@ import (
 	mcpserver "github.com/mark3labs/mcp-go/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signalsmith/agent-server/approvals"
+	"github.com/signalsmith/agent-server/destinations"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
 	"github.com/signalsmith/agent-server/tools"
@@ -62,6 +63,15 @@ type Config struct {
 	// background, with retries) when an approval is created and when it
 	// changes state.
 	ApprovalWebhook string
+	// MasterKeyFunc returns the master key that seals and opens
+	// destination credentials (destinations.Keys: loaded at each use, so a
+	// rotation by the command line applies at once); without it, or when
+	// it returns destinations.ErrNoMasterKey, writes of
+	// /api/v1/destinations that need it are refused with a message that
+	// says how to give one.
+	MasterKeyFunc func() (*destinations.Keyring, error)
+	// DataDir is where relative file destination folders are.
+	DataDir string
 }
 
 // Server is the MCP server with its gate and HTTP surface.
@@ -79,15 +89,21 @@ type Server struct {
 	refusals       *refusals
 	sessions       *sessions
 	origins        *originGuard
+	destinations   *destinations.Manager
+	senders        *destinations.Registry
 }
 
 // serverStore is what the Server's own surfaces need of the store: the
-// readiness check (store.RBAC's version), the PII classification JSON
-// API (store.PIIClassification, audited with store.AuditAppender) and
+// readiness check (store.RBAC's version), the PII classification and
+// destinations JSON APIs (store.PIIClassification, store.Destinations and
+// the destination reads, audited with store.AuditAppender) and
 // resuming approved calls at startup. The gate, the queue and the tools
 // get their own parts of Config.Store.
 type serverStore interface {
 	store.PIIClassification
+	store.Destinations
+	ListDestinations(ctx context.Context, workspaceID string) ([]store.Destination, error)
+	GetDestination(ctx context.Context, workspaceID, id string) (store.Destination, error)
 	store.AuditAppender
 	RBACVersion(ctx context.Context) (int64, error)
 	ListApprovals(ctx context.Context, f store.ApprovalFilter) ([]store.Approval, error)
@@ -173,6 +189,8 @@ func New(cfg Config) (*Server, error) {
 		allowedOrigins: cfg.AllowedOrigins,
 		refusals:       newRefusals(),
 	}
+	srv.destinations = &destinations.Manager{Store: cfg.Store, DataDir: cfg.DataDir, KeysFunc: cfg.MasterKeyFunc}
+	srv.senders = destinations.NewRegistry(cfg.Store, cfg.MasterKeyFunc, cfg.DataDir)
 	srv.sessions = newSessions()
 	srv.mcpHTTP = mcpserver.NewStreamableHTTPServer(s, mcpserver.WithEndpointPath("/mcp"),
 		mcpserver.WithSessionIdManagerResolver(srv.sessions))

@@ -313,6 +313,7 @@ type Store interface {
 	Keys
 	RBAC
 	Catalog
+	Destinations
 	PIIClassification
 	RateLimits
 	KillSwitch

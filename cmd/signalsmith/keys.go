@@ -12,7 +12,7 @@ import (
 	"github.com/signalsmith/agent-server/store"
 )
 
-// keys runs "signalsmith keys create|list|revoke|rotate".
+// keys runs "signalsmith keys create|list|revoke|rotate|rotate-master".
 func (m *Main) keys(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(m.Stderr, usage)
@@ -27,6 +27,8 @@ func (m *Main) keys(ctx context.Context, args []string) error {
 		return m.keysRevoke(ctx, args[1:])
 	case "rotate":
 		return m.keysRotate(ctx, args[1:])
+	case "rotate-master":
+		return m.rotateMaster(ctx, args[1:])
 	default:
 		fmt.Fprintf(m.Stderr, "unknown keys command %q\n\n%s", args[0], usage)
 		return errUsage

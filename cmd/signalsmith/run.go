@@ -25,6 +25,10 @@ Commands:
   serve [--demo] [--http ADDR] [--stdio] [--scale N]   run the MCP server
   keys create --name N --role R [--kind user --email E | --kind agent --owner NAME] [--expires 720h] [--json]
   keys list [--json] | keys revoke ID | keys rotate ID [--json]
+  keys rotate-master                                   re-encrypt every destination credential under a new master key
+  destinations create --name N --type webhook|file --category C --environment production|sandbox
+      [--url U --secret S|- (else stdin) | --dir D --format jsonl|csv] [--batch-size N] [--timeout 10s] [--json]
+  destinations list [--json] | show ID [--json] | update ID [flags of create] | delete ID | test ID
   audit tail [-n 20] [--json]                          show the latest audit events
   audit verify [--json]                                check the hash chain in the store and the warehouse copy
   audit status [--json]                                the shipping backlog and the last shipped event
@@ -75,6 +79,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.policiesCmd(ctx, rest[1:])
 	case "pii":
 		return m.piiCmd(ctx, rest[1:])
+	case "destinations":
+		return m.destinationsCmd(ctx, rest[1:])
 	case "eval":
 		return m.eval(ctx, rest[1:])
 	case "help", "-h", "--help":

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/signalsmith/agent-server/approvals"
+	"github.com/signalsmith/agent-server/destinations"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/server"
 	"github.com/signalsmith/agent-server/store"
@@ -189,6 +190,14 @@ func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c s
 	} else if n > 0 {
 		log.Warn("approvals interrupted by a stop were marked failed", "count", n)
 	}
+	// The master key seals the credentials people set through the API;
+	// serve --demo creates the key file, a plain serve only reads it.
+	_, err = m.keyring(c.demo)
+	if errors.Is(err, destinations.ErrNoMasterKey) {
+		log.Warn("no master key: destination credentials cannot be set or used until one exists", "env", destinations.KeyEnv)
+	} else if err != nil {
+		return nil, err
+	}
 	base := c.baseURL
 	if base == "" {
 		scheme := "http"
@@ -207,6 +216,8 @@ func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c s
 		ApprovalWebhook: c.webhook,
 		// Without a --policy file the server follows the stored set.
 		StoredPolicies: c.policy == "",
+		MasterKeyFunc:  destinations.Keys(m.Getenv, m.DataDir),
+		DataDir:        m.DataDir,
 	})
 }
 
@@ -309,6 +320,11 @@ func (m *Main) prepareDemo(ctx context.Context, db *sqlite.DB, ws store.Workspac
 	}
 	if err := demo.SeedMetadata(ctx, db, ws.ID); err != nil {
 		return fmt.Errorf("seed demo metadata: %w", err)
+	}
+	// The demo's sandbox file destination writes here (relative folders
+	// are inside the data directory).
+	if err := os.MkdirAll(filepath.Join(m.DataDir, "exports", "sandbox"), 0o700); err != nil {
+		return fmt.Errorf("create the demo export folder: %w", err)
 	}
 	keys, err := db.ListKeys(ctx, ws.ID)
 	if err != nil {

@@ -266,7 +266,7 @@ func demoDestinations() []store.Destination {
 			Type:        "file",
 			Category:    "analytics",
 			Environment: "sandbox",
-			Config:      map[string]any{"folder": "exports/sandbox", "format": "jsonl"},
+			Config:      map[string]any{"dir": "exports/sandbox", "format": "jsonl", "batch_size": 500},
 		},
 	}
 }

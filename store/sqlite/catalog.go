@@ -409,22 +409,20 @@ func (d *DB) GetAudience(ctx context.Context, workspaceID, id string) (store.Aud
 // JSON, ErrConflict for a name or id already taken and ErrNotFound for an
 // unknown workspace.
 func (d *DB) CreateDestination(ctx context.Context, dst store.Destination) (store.Destination, error) {
+	return d.CreateSealedDestination(ctx, dst, store.Credential{})
+}
+
+// CreateSealedDestination is CreateDestination with the destination's
+// sealed credential stored in the same transaction; a zero Credential
+// stores none, and a credential without its key id (or the reverse) is
+// ErrInvalid.
+func (d *DB) CreateSealedDestination(ctx context.Context, dst store.Destination, c store.Credential) (store.Destination, error) {
 	const op = "create destination"
 	if dst.WorkspaceID == "" {
 		return store.Destination{}, invalid(op, "workspace_id", "is required")
 	}
-	if err := checkObjectName(op, "name", dst.Name); err != nil {
+	if err := checkDestination(op, dst, &c); err != nil {
 		return store.Destination{}, err
-	}
-	switch {
-	case dst.Type == "":
-		return store.Destination{}, invalid(op, "type", "is required")
-	case !destinationType.MatchString(dst.Type):
-		return store.Destination{}, invalid(op, "type", "%q must be lowercase letters, digits and '_'", dst.Type)
-	case !oneOf(dst.Category, destinationCategories):
-		return store.Destination{}, invalid(op, "category", "%q is not advertising, crm, marketing, analytics or other", dst.Category)
-	case !oneOf(dst.Environment, destinationEnvironments):
-		return store.Destination{}, invalid(op, "environment", "%q is not production or sandbox", dst.Environment)
 	}
 	if dst.Config == nil {
 		dst.Config = map[string]any{}
@@ -438,7 +436,7 @@ func (d *DB) CreateDestination(ctx context.Context, dst store.Destination) (stor
 	}
 	var updated time.Time
 	stamp(&dst.CreatedAt, &updated)
-	dst.HasCredentials = false
+	dst.HasCredentials = c.Sealed != nil
 	err = d.inTx(ctx, func(tx *sql.Tx) error {
 		// Names the new object in the pending audit event of the call.
 		store.NoteAuditResource(ctx, dst.ID)
@@ -446,8 +444,9 @@ func (d *DB) CreateDestination(ctx context.Context, dst store.Destination) (stor
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO destinations (id, workspace_id, name, type, category, environment,
-			config, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			dst.ID, dst.WorkspaceID, dst.Name, dst.Type, dst.Category, dst.Environment, string(cfg), dst.CreatedAt, updated)
+			config, credentials, credentials_key_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			dst.ID, dst.WorkspaceID, dst.Name, dst.Type, dst.Category, dst.Environment, string(cfg),
+			sealedValue(c), nullString(c.KeyID), dst.CreatedAt, updated)
 		if err := created(op, dst.Name, err); err != nil {
 			return err
 		}
@@ -463,6 +462,28 @@ func (d *DB) CreateDestination(ctx context.Context, dst store.Destination) (stor
 	}
 	dst.Config = cfgCopy
 	return dst, nil
+}
+
+// checkDestination checks the fields every destination write checks, and
+// fills an empty config.
+func checkDestination(op string, dst store.Destination, c *store.Credential) error {
+	if err := checkObjectName(op, "name", dst.Name); err != nil {
+		return err
+	}
+	if c != nil && (len(c.Sealed) == 0) != (c.KeyID == "") {
+		return invalid(op, "credentials", "need both the sealed value and its key id")
+	}
+	switch {
+	case dst.Type == "":
+		return invalid(op, "type", "is required")
+	case !destinationType.MatchString(dst.Type):
+		return invalid(op, "type", "%q must be lowercase letters, digits and '_'", dst.Type)
+	case !oneOf(dst.Category, destinationCategories):
+		return invalid(op, "category", "%q is not advertising, crm, marketing, analytics or other", dst.Category)
+	case !oneOf(dst.Environment, destinationEnvironments):
+		return invalid(op, "environment", "%q is not production or sandbox", dst.Environment)
+	}
+	return nil
 }
 
 const destinationColumns = `id, workspace_id, name, type, category, environment, config, credentials IS NOT NULL,

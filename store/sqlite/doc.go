@@ -87,8 +87,12 @@
 //     connection of its own, opened per batch (WAL, synchronous=FULL):
 //     cdp_audit.audit_events and cdp_audit.ai_operations, INSERT OR IGNORE
 //     by id.
-//   - Destinations have columns for sealed (AES-256-GCM) credentials, which
-//     no Store method sets yet; reads only report whether there are any.
+//   - Destinations keep their credential sealed (AES-256-GCM, by package
+//     destinations) with the id of the master key that sealed it
+//     (store.Destinations: CreateSealedDestination, UpdateDestination,
+//     DeleteDestination, DestinationCredential, ResealCredentials); the
+//     store never decrypts it, and catalog reads only report whether there
+//     is one.
 //   - UpdateModel and DeleteModel refuse (store.InUseError) a change that
 //     would leave something dangling: deleting a model audiences, their
 //     syncs or other models' relationships depend on; renaming a model, or

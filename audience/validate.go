@@ -214,6 +214,13 @@ func (v *validator) model(name, path string) (store.Model, bool) {
 		v.problems.add(path, "model %s cannot be queried: %s", m.Name, strings.TrimSuffix(err.Error(), ": "+store.ErrInvalid.Error()))
 		return store.Model{}, false
 	}
+	// A count says which rows a model has: when its primary key is
+	// blocked (its rows depend on a blocked column, or nobody classified
+	// what it reads), no audience may count them.
+	if pk, ok := m.Column(m.PrimaryKey); !ok || !filterable(pk.PII) {
+		v.problems.add(path, "model %s cannot be used in audiences: its primary key %s is blocked (its rows depend on blocked or unclassified warehouse columns)", m.Name, m.PrimaryKey)
+		return store.Model{}, false
+	}
 	return m, true
 }
 

@@ -149,14 +149,15 @@ FROM customers ORDER BY customer_id DESC LIMIT 100000`, target, expr)
 				args map[string]any
 			}{{"create_model", probeModel("probe", "json_extract('{}', email)")}},
 			tool: "preview_model", args: map[string]any{"model": "probe", "limit": 100}},
-		// A column that reads notes is blocked, so no preview computes it;
-		// a WHERE clause is computed for every row a preview reads.
-		{name: "preview_model a WHERE that fails for one customer's notes",
+		// A model that reads notes anywhere is blocked whole, so no preview
+		// computes it (security_pii_test.go); a WHERE clause on a redacted
+		// column is computed for every row a preview reads.
+		{name: "preview_model a WHERE that fails for one customer's email",
 			prepare: []struct {
 				tool string
 				args map[string]any
 			}{{"create_model", everyone("probe", fmt.Sprintf(`SELECT customer_id, city FROM customers
-WHERE CASE WHEN customer_id = %d THEN json_extract('{}', notes) ELSE 1 END IS NOT NULL
+WHERE CASE WHEN customer_id = %d THEN json_extract('{}', email) ELSE 1 END IS NOT NULL
 ORDER BY customer_id DESC LIMIT 100000`, target))}},
 			tool: "preview_model", args: map[string]any{"model": "probe", "limit": 100}},
 		{name: "preview_model a CAST of one customer's email into a JSON path",
@@ -272,13 +273,13 @@ func TestWarehouseCompileErrorsNameOnlyTheSQL(t *testing.T) {
 		key, _ := e.key(t, "writer-ok", "member", store.KindAgent, nil)
 		c := e.client(t, key)
 		structured(t, call(t, c, "create_model", map[string]any{
-			"name":        "notes_json",
-			"sql":         `SELECT customer_id, CASE WHEN json_valid(notes) THEN json_extract(notes, '$.tag') END AS tag FROM customers`,
+			"name":        "email_json",
+			"sql":         `SELECT customer_id, CASE WHEN json_valid(email) THEN json_extract(email, '$.tag') END AS tag FROM customers`,
 			"primary_key": "customer_id",
 			"columns":     []map[string]any{{"name": "customer_id", "pii": "none"}, {"name": "tag", "pii": "none"}},
 		}), &modelChange{})
 		var p previewResult
-		structured(t, call(t, c, "preview_model", map[string]any{"model": "notes_json", "limit": 100}), &p)
+		structured(t, call(t, c, "preview_model", map[string]any{"model": "email_json", "limit": 100}), &p)
 		if len(p.Rows) != 100 {
 			t.Errorf("preview of a model that handles its values: %d rows, want 100", len(p.Rows))
 		}

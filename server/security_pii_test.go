@@ -201,3 +201,71 @@ func TestSecurityPIIOrdinaryModelsStillWork(t *testing.T) {
 		t.Errorf("describe_table = %s", text(res))
 	}
 }
+
+// TestSecurityPIIBlockedColumnsCannotChooseRows: a SQL model whose rows a
+// blocked column chooses (a WHERE, a join, an ORDER BY with LIMIT) would
+// tell, by which rows it has, what the column holds, one guess at a time;
+// such a model is blocked whole, and no audience may count it. A filter on
+// a column that may be shown leaves the model usable.
+func TestSecurityPIIBlockedColumnsCannotChooseRows(t *testing.T) {
+	t.Parallel()
+	e := setup(t, withPolicies(t, allowAll))
+	queries := map[string]string{
+		"where":         "SELECT customer_id FROM customers WHERE customer_id = 3 AND unicode(notes) = 76",
+		"where, shown":  "SELECT customer_id, city FROM customers WHERE notes LIKE 'a%'",
+		"join":          "SELECT c.customer_id FROM customers c JOIN customers d ON d.notes = c.notes AND d.customer_id <> c.customer_id",
+		"order and cut": "SELECT customer_id FROM customers ORDER BY notes LIMIT 1",
+		"group":         "SELECT min(customer_id) AS customer_id FROM customers GROUP BY notes",
+		"unclassified":  "SELECT o.order_id AS customer_id FROM orders o WHERE o.customer_id IN (SELECT customer_id FROM customers WHERE notes IS NULL)",
+	}
+	i := 0
+	for name, q := range queries {
+		i++
+		t.Run(name, func(t *testing.T) {
+			key, _ := e.key(t, fmt.Sprintf("prober-%d", i), "member", store.KindAgent, nil)
+			c := e.client(t, key)
+			model := fmt.Sprintf("rows_%d", i)
+			var mc modelChange
+			structured(t, call(t, c, "create_model", map[string]any{"name": model, "sql": q, "primary_key": "customer_id",
+				"columns": []map[string]any{{"name": "customer_id", "pii": "none"}}}), &mc)
+			for _, col := range mc.Model.Columns {
+				if col.PII != store.PIIBlocked {
+					t.Errorf("%s: column %s = %q, want blocked (guards %v, sources %v)", q, col.Name, col.PII, col.Guards, col.Sources)
+				}
+			}
+			if res := call(t, c, "preview_model", map[string]any{"model": model}); !res.IsError {
+				t.Errorf("%s: previewed: %s", q, text(res))
+			}
+			for _, def := range []map[string]any{
+				{"model": model, "conditions": map[string]any{"all": []any{}}},
+				{"model": "customers", "conditions": map[string]any{"column": "plan", "operator": "equals", "value": "pro"}},
+			} {
+				res := call(t, c, "preview_audience", map[string]any{"definition": def})
+				if def["model"] == model && (!res.IsError || !strings.Contains(text(res), "cannot be used in audiences")) {
+					t.Errorf("%s: an audience counted the model: %v %q", q, res.IsError, text(res))
+				}
+				if def["model"] == "customers" && res.IsError {
+					t.Errorf("an ordinary audience was refused: %s", text(res))
+				}
+			}
+		})
+	}
+
+	// A filter on a column that may be shown keeps the model usable.
+	key, _ := e.key(t, "analyst", "member", store.KindAgent, nil)
+	c := e.client(t, key)
+	var mc modelChange
+	structured(t, call(t, c, "create_model", map[string]any{"name": "emea", "primary_key": "customer_id",
+		"sql": "SELECT customer_id, city FROM customers WHERE region = 'EMEA' ORDER BY city LIMIT 50"}), &mc)
+	if col, _ := mc.Model.Column("customer_id"); col.PII != store.PIINone {
+		t.Errorf("customer_id of a model filtered by region = %+v, want none", col)
+	}
+	var p previewResult
+	structured(t, call(t, c, "preview_model", map[string]any{"model": "emea", "limit": 10}), &p)
+	if len(p.Rows) != 10 {
+		t.Errorf("preview of the region model: %d rows", len(p.Rows))
+	}
+	if res := call(t, c, "preview_audience", map[string]any{"definition": map[string]any{"model": "emea", "conditions": map[string]any{"all": []any{}}}}); res.IsError {
+		t.Errorf("an audience over the region model was refused: %s", text(res))
+	}
+}

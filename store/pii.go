@@ -107,7 +107,8 @@ func (l PIILevels) Level(column string) string {
 
 // ApplyPII sets every column's PII to its effective level: the strictest
 // of the level its definition requests (Column.Requested; none when
-// empty) and the levels of its source columns. A column of a table model
+// empty) and the levels of its source columns; a column any of whose
+// Guards is blocked is blocked. A column of a table model
 // without recorded lineage reads the table's column of the same name; a
 // column of a SQL model without recorded lineage is blocked (its lineage
 // is unknown, so nothing is shown until the model is saved again).
@@ -132,6 +133,11 @@ func effectivePII(m Model, c Column, levels PIILevels) string {
 	}
 	for _, s := range sources {
 		level = StricterPII(level, levels.Level(s))
+	}
+	for _, g := range c.Guards {
+		if levels.Level(g) == PIIBlocked {
+			return PIIBlocked
+		}
 	}
 	return level
 }

@@ -154,6 +154,11 @@ type Column struct {
 	// Sources are the warehouse columns ("schema.table.column") the
 	// model column's values come from.
 	Sources []string `json:"sources,omitempty"`
+	// Guards are the warehouse columns a SQL model reads besides the
+	// plain column's own source, which may choose the rows it has (WHERE,
+	// joins, grouping, ordering): when one of them is blocked, so is the
+	// column.
+	Guards []string `json:"guards,omitempty"`
 }
 
 // Relationship links a model to another through a foreign key.

@@ -91,6 +91,8 @@ type piiRaise struct {
 	Requested string   `json:"requested"`
 	PII       string   `json:"pii"`
 	Sources   []string `json:"sources"`
+	// Guards are the columns the query's rows depend on (Column.Guards).
+	Guards []string `json:"guards,omitempty"`
 }
 
 func modelTools(d Deps) []Tool {
@@ -625,7 +627,7 @@ func changeOutput(verb string, m store.Model) Output {
 	change := modelChange{Model: m, Raised: []piiRaise{}, Blocked: []string{}}
 	for _, c := range m.Columns {
 		if c.Requested != "" && c.PII != c.Requested {
-			change.Raised = append(change.Raised, piiRaise{Column: c.Name, Requested: c.Requested, PII: c.PII, Sources: c.Sources})
+			change.Raised = append(change.Raised, piiRaise{Column: c.Name, Requested: c.Requested, PII: c.PII, Sources: c.Sources, Guards: c.Guards})
 		}
 		if c.PII == store.PIIBlocked {
 			change.Blocked = append(change.Blocked, c.Name)
@@ -638,7 +640,11 @@ func changeOutput(verb string, m store.Model) Output {
 			fmt.Fprintf(&b, " Column %s is %s, not %s: the warehouse columns it reads are not recorded (give the model's sql again to record them).", r.Column, r.PII, r.Requested)
 			continue
 		}
-		fmt.Fprintf(&b, " Column %s is %s, not %s: it reads %s.", r.Column, r.PII, r.Requested, strings.Join(r.Sources, ", "))
+		fmt.Fprintf(&b, " Column %s is %s, not %s: it reads %s", r.Column, r.PII, r.Requested, strings.Join(r.Sources, ", "))
+		if len(r.Guards) > 0 {
+			fmt.Fprintf(&b, ", and the query's rows depend on %s (a blocked one blocks every column)", strings.Join(r.Guards, ", "))
+		}
+		b.WriteString(".")
 	}
 	if len(change.Blocked) > 0 {
 		fmt.Fprintf(&b, " Blocked (never shown or synced, not usable in conditions): %s. A column is blocked when it reads a blocked or unclassified warehouse column; people with governance.manage classify columns.", strings.Join(change.Blocked, ", "))

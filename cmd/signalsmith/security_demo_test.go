@@ -73,7 +73,15 @@ func TestDemoAgentCannotWalkAroundTheGuardrails(t *testing.T) {
 	callOK(agent, "create_model", map[string]any{"name": "hidden", "primary_key": "customer_id",
 		"sql":     "SELECT customer_id, lower(email) AS e, notes || '' AS n FROM customers",
 		"columns": []map[string]any{{"name": "e", "pii": "none"}, {"name": "n", "pii": "none"}}})
-	leaks("preview of SQL that hides the columns", callOK(agent, "preview_model", map[string]any{"model": "hidden", "limit": 100}))
+	// It reads notes, so it is blocked whole: the preview shows nothing.
+	if res := servertest.Call(t, agent, "preview_model", map[string]any{"model": "hidden", "limit": 100}); !res.IsError {
+		leaks("preview of SQL that hides the columns", res)
+		t.Error("a model that reads notes was previewed")
+	}
+	callOK(agent, "create_model", map[string]any{"name": "hidden_email", "primary_key": "customer_id",
+		"sql":     "SELECT customer_id, lower(email) AS e FROM customers",
+		"columns": []map[string]any{{"name": "e", "pii": "none"}}})
+	leaks("preview of SQL that hides email", callOK(agent, "preview_model", map[string]any{"model": "hidden_email", "limit": 100}))
 
 	// Cause 2: read a value out through an engine error.
 	res := servertest.Call(t, agent, "create_model", map[string]any{"name": "probe", "primary_key": "customer_id",

@@ -336,6 +336,7 @@ func cloneModel(m store.Model) store.Model {
 	m.Columns = slices.Clone(m.Columns)
 	for i := range m.Columns {
 		m.Columns[i].Sources = slices.Clone(m.Columns[i].Sources)
+		m.Columns[i].Guards = slices.Clone(m.Columns[i].Guards)
 	}
 	m.Relationships = slices.Clone(m.Relationships)
 	return m

@@ -98,7 +98,7 @@ func exists(ctx context.Context, q querier, table, workspaceID, id string) (bool
 func encodeModel(op string, m store.Model) (cols, rels []byte, err error) {
 	stored := make([]storedColumn, len(m.Columns))
 	for i, c := range m.Columns {
-		stored[i] = storedColumn{Name: c.Name, Type: c.Type, Nullable: c.Nullable, Requested: c.Requested, Lineage: c.Lineage, Sources: c.Sources}
+		stored[i] = storedColumn{Name: c.Name, Type: c.Type, Nullable: c.Nullable, Requested: c.Requested, Lineage: c.Lineage, Sources: c.Sources, Guards: c.Guards}
 	}
 	if cols, err = json.Marshal(stored); err != nil {
 		return nil, nil, invalid(op, "columns", "cannot be encoded as JSON")
@@ -123,6 +123,7 @@ type storedColumn struct {
 	Requested string   `json:"pii,omitempty"`
 	Lineage   string   `json:"lineage,omitempty"`
 	Sources   []string `json:"sources,omitempty"`
+	Guards    []string `json:"guards,omitempty"`
 }
 
 // validateModel checks a model before it is written.
@@ -247,7 +248,7 @@ func scanModel(s interface{ Scan(...any) error }) (store.Model, error) {
 	}
 	m.Columns = make([]store.Column, len(stored))
 	for i, c := range stored {
-		m.Columns[i] = store.Column{Name: c.Name, Type: c.Type, Nullable: c.Nullable, Requested: c.Requested, Lineage: c.Lineage, Sources: c.Sources}
+		m.Columns[i] = store.Column{Name: c.Name, Type: c.Type, Nullable: c.Nullable, Requested: c.Requested, Lineage: c.Lineage, Sources: c.Sources, Guards: c.Guards}
 	}
 	if err := json.Unmarshal([]byte(rels), &m.Relationships); err != nil {
 		return store.Model{}, fmt.Errorf("decode relationships: %w", err)

@@ -114,7 +114,7 @@ func (w *Warehouse) CheckSQL(ctx context.Context, limits store.QueryLimits, quer
 		return nil, fmt.Errorf("%w: the SQL's columns change without access filters", store.ErrQueryRefused)
 	}
 	for i := range cols {
-		cols[i].Lineage, cols[i].Sources = lineage[i].Lineage, lineage[i].Sources
+		cols[i].Lineage, cols[i].Sources, cols[i].Guards = lineage[i].Lineage, lineage[i].Sources, lineage[i].Guards
 	}
 	return cols, nil
 }

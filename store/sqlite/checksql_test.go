@@ -270,3 +270,33 @@ func FuzzCheckSQL(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckSQLGuards checks which source columns guard a model's plain
+// columns: those the query reads beyond its plain result columns, which may
+// choose its rows.
+func TestCheckSQLGuards(t *testing.T) {
+	t.Parallel()
+	w, _ := openTestWarehouse(t, WarehouseOptions{})
+	tests := []struct {
+		query  string
+		guards []string
+	}{
+		{"SELECT customer_id, notes FROM customers", nil},
+		{"SELECT * FROM customers", nil},
+		{"SELECT customer_id FROM customers WHERE unicode(notes) = 76", []string{"analytics.customers.notes"}},
+		{"SELECT customer_id, notes FROM customers WHERE notes LIKE 'a%'", []string{"analytics.customers.notes"}},
+		{"SELECT customer_id FROM customers ORDER BY email LIMIT 1", []string{"analytics.customers.email"}},
+		{"SELECT customer_id, city FROM customers WHERE region = 'EMEA'", []string{"analytics.customers.region"}},
+	}
+	for _, tt := range tests {
+		cols, err := w.CheckSQL(context.Background(), store.QueryLimits{}, tt.query)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.query, err)
+		}
+		for _, c := range cols {
+			if c.Lineage == store.LineageColumn && !slices.Equal(c.Guards, tt.guards) {
+				t.Errorf("%s: column %s guards = %v, want %v", tt.query, c.Name, c.Guards, tt.guards)
+			}
+		}
+	}
+}

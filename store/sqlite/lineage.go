@@ -40,6 +40,17 @@ import (
 // reads. That over-approximates (a narrow query keeps narrow sources) and
 // never under-approximates.
 //
+// A plain column's values come from its source, but which rows the query
+// returns can come from any column it reads: SELECT customer_id FROM
+// customers WHERE unicode(notes) = 76 shows only ids, yet each row says
+// something of a note. So a source column the statement references more
+// often than its plain result columns are that column (the authorizer is
+// called once per reference) guards every plain column (Column.Guards):
+// when a guard is blocked, so is the column, and the model is blocked
+// whole. References beyond the plain ones may also sit in an expression
+// of the result rather than a filter; the rule cannot tell them apart and
+// blocks those models too, which only ever hides more.
+//
 // The lineage is taken from a separate compilation without access filters,
 // so the filter views' own reads do not count as the query's; nothing of
 // that compilation runs.
@@ -47,8 +58,10 @@ import (
 // lineageRecorder collects what the authorizer reports while one
 // statement compiles.
 type lineageRecorder struct {
-	mu      sync.Mutex
-	reads   map[string]bool
+	mu sync.Mutex
+	// reads counts the references to each source column: the authorizer
+	// is called once for every reference SQLite resolves.
+	reads   map[string]int
 	selects int
 	// done is set once the first statement is compiled: compiling it again
 	// (sqlite3_stmt_explain does) or a second statement must not count.
@@ -78,7 +91,7 @@ func (r *lineageRecorder) noteRead(schema, table, column string) {
 	if r.done {
 		return
 	}
-	r.reads[store.SourceColumn(schema, table, column)] = true
+	r.reads[store.SourceColumn(schema, table, column)]++
 }
 
 func (s *authState) setRecorder(r *lineageRecorder) {
@@ -107,7 +120,7 @@ func columnOrigin(tls *libc.TLS, stmt uintptr, i int32) (schema, table, column s
 func (w *Warehouse) lineage(ctx context.Context, query string) ([]store.Column, error) {
 	var cols []store.Column
 	err := w.session(ctx, store.QueryLimits{}, func(s *session) error {
-		rec := &lineageRecorder{reads: make(map[string]bool)}
+		rec := &lineageRecorder{reads: make(map[string]int)}
 		s.rc.state.setRecorder(rec)
 		defer s.rc.state.setRecorder(nil)
 		info, err := s.check(query)
@@ -122,11 +135,29 @@ func (w *Warehouse) lineage(ctx context.Context, query string) ([]store.Column, 
 		}
 		slices.Sort(all)
 		cols = make([]store.Column, len(info.columns))
+		plain := make(map[string]int)
 		for i, c := range info.columns {
 			cols[i] = store.Column{Name: c.name, Lineage: store.LineageExpression, Sources: all}
 			if rec.selects == 1 && c.originSchema == store.SchemaAnalytics && c.originTable != "" && c.originColumn != "" {
+				src := store.SourceColumn(c.originSchema, c.originTable, c.originColumn)
 				cols[i].Lineage = store.LineageColumn
-				cols[i].Sources = []string{store.SourceColumn(c.originSchema, c.originTable, c.originColumn)}
+				cols[i].Sources = []string{src}
+				plain[src]++
+			}
+		}
+		// A source column referenced more often than the plain result
+		// columns that are it is read somewhere else too: in WHERE, a
+		// join, GROUP BY, ORDER BY, or an expression. It may choose which
+		// rows there are, so it guards every plain column.
+		var guards []string
+		for _, ref := range all {
+			if rec.reads[ref] > plain[ref] {
+				guards = append(guards, ref)
+			}
+		}
+		for i := range cols {
+			if cols[i].Lineage == store.LineageColumn && len(guards) > 0 {
+				cols[i].Guards = guards
 			}
 		}
 		return nil

@@ -424,7 +424,9 @@ func TestRunsOfOneSyncNeverOverlap(t *testing.T) {
 // leaky is a Governance that tries to send whatever it is told.
 type leaky struct{ plan activation.FieldPlan }
 
-func (l leaky) Plan(context.Context, activation.PlanInput) (activation.FieldPlan, error) { return l.plan, nil }
+func (l leaky) Plan(context.Context, activation.PlanInput) (activation.FieldPlan, error) {
+	return l.plan, nil
+}
 
 func TestSyncsThatWouldSendWhatMayNotLeaveAreRefused(t *testing.T) {
 	t.Parallel()

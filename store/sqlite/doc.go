@@ -87,6 +87,16 @@
 //     connection of its own, opened per batch (WAL, synchronous=FULL):
 //     cdp_audit.audit_events and cdp_audit.ai_operations, INSERT OR IGNORE
 //     by id.
+//   - Sync runs and their lease (migration 0019): sync_runs holds each
+//     run; sync_leases who runs a sync until when (Unix nanoseconds), taken
+//     with one upsert that succeeds only for a free, expired or own lease.
+//     A sync records its owner (owner_id), checked to be a member of the
+//     workspace.
+//   - Planner writes cdp_planner.db of the embedded warehouse through one
+//     connection of its own (WAL, synchronous=NORMAL: an acknowledgement
+//     lost to a power cut only makes a batch go again under the same
+//     number): sync_runs, sync_snapshot, sync_stage, sync_plan and
+//     sync_failures. Diffs and acknowledgements are set-based SQL.
 //   - Destinations have columns for sealed (AES-256-GCM) credentials, which
 //     no Store method sets yet; reads only report whether there are any.
 //   - UpdateModel and DeleteModel refuse (store.InUseError) a change that

@@ -114,9 +114,8 @@ func TestNextRunSendsOnlyTheDifference(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			e := setup(t, envOptions{mode: mode})
-			eng := e.engine(t, newReceiver(), nil)
 			rcv := newReceiver()
-			eng = e.engine(t, rcv, nil)
+			eng := e.engine(t, rcv, nil)
 			if _, err := e.run(t, eng); err != nil {
 				t.Fatal(err)
 			}

@@ -7,8 +7,11 @@
 // The metadata store is split by what it holds (store.go): Workspaces,
 // Keys, RBAC (roles and members), Catalog (models, audiences, destinations,
 // syncs), PIIClassification, RateLimits, KillSwitch, Approvals,
-// AccessFilters, PolicySets and AuditLog (whose writing side, AuditAppender,
-// is in audit.go). Each method is declared and documented once, in its
+// AccessFilters, PolicySets, AuditLog (whose writing side, AuditAppender,
+// is in audit.go) and SyncRuns (syncrun.go: sync runs and the lease that
+// keeps runs of one sync apart). The sync engine's state in the warehouse
+// schema cdp_planner is written through a Planner (planner.go), and what a
+// run sends and a destination answers is in delivery.go. Each method is declared and documented once, in its
 // interface. Store is all of them with Close: the wiring holds a Store,
 // and store/sqlite.DB implements it; every consumer takes the narrowest
 // interface it needs, one of these or a few of their methods declared

@@ -232,8 +232,12 @@ type Sync struct {
 	Schedule      string         `json:"schedule"`
 	State         string         `json:"state"`
 	Mappings      []FieldMapping `json:"mappings"`
-	CreatedAt     time.Time      `json:"created_at"`
-	UpdatedAt     time.Time      `json:"updated_at"`
+	// OwnerID is the member who created the sync. Its runs read the
+	// audience with that member's access filters, so a sync never sends
+	// rows its owner could not see; a sync without an owner never runs.
+	OwnerID   string    `json:"owner_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Sources of a call (DESIGN.md section 3).
@@ -326,6 +330,7 @@ type Store interface {
 	AccessFilters
 	PolicySets
 	AuditLog
+	SyncRuns
 
 	Close() error
 }

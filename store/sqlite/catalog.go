@@ -540,8 +540,8 @@ func (d *DB) GetDestination(ctx context.Context, workspaceID, id string) (store.
 
 // CreateSync stores a new sync, assigning its id and timestamps when empty
 // and the state "active" when none is given. It returns ErrInvalid for an
-// audience or destination the workspace lacks, an unknown mode or state, or
-// an incomplete field mapping; ErrConflict for an id already taken and
+// audience, destination or owner the workspace lacks, an unknown mode or
+// state, or an incomplete field mapping; ErrConflict for an id already taken and
 // ErrNotFound for an unknown workspace.
 func (d *DB) CreateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
 	const op = "create sync"
@@ -598,10 +598,19 @@ func (d *DB) CreateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
 		if !ok {
 			return invalid(op, "destination_id", "%q is not a destination of the workspace", s.DestinationID)
 		}
+		if s.OwnerID != "" {
+			ok, err = exists(ctx, tx, "members", s.WorkspaceID, s.OwnerID)
+			if err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			if !ok {
+				return invalid(op, "owner_id", "%q is not a member of the workspace", s.OwnerID)
+			}
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO syncs (id, workspace_id, audience_id, destination_id, mode, schedule,
-			state, mappings, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			state, mappings, owner_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.ID, s.WorkspaceID, s.AudienceID, s.DestinationID, s.Mode, s.Schedule, s.State, string(maps),
-			s.CreatedAt, s.UpdatedAt)
+			s.OwnerID, s.CreatedAt, s.UpdatedAt)
 		if err := created(op, s.ID, err); err != nil {
 			return err
 		}
@@ -613,14 +622,14 @@ func (d *DB) CreateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
 	return s, nil
 }
 
-const syncColumns = `id, workspace_id, audience_id, destination_id, mode, schedule, state, mappings, created_at,
-	updated_at FROM syncs`
+const syncColumns = `id, workspace_id, audience_id, destination_id, mode, schedule, state, mappings, owner_id,
+	created_at, updated_at FROM syncs`
 
 func scanSync(r interface{ Scan(...any) error }) (store.Sync, error) {
 	var s store.Sync
 	var maps string
 	if err := r.Scan(&s.ID, &s.WorkspaceID, &s.AudienceID, &s.DestinationID, &s.Mode, &s.Schedule, &s.State, &maps,
-		&s.CreatedAt, &s.UpdatedAt); err != nil {
+		&s.OwnerID, &s.CreatedAt, &s.UpdatedAt); err != nil {
 		return store.Sync{}, err
 	}
 	if err := json.Unmarshal([]byte(maps), &s.Mappings); err != nil {

@@ -75,24 +75,44 @@
 //     waiting when it begins a transaction (up to 512) and commits them
 //     together, then answers each caller, so under load many calls share
 //     one fsync while a lone call waits for nobody.
+//
 //   - A state change records its call's pending audit event
 //     (store.WithPendingAudit) in its own transaction: inTx inserts it,
 //     decision executed, after the change and before the commit, and marks
 //     it written. Every store method that changes state uses inTx once and
 //     names a created object with store.NoteAuditResource.
+//
 //   - Args and rules are stored as canonical JSON (store.CanonicalJSON) and
 //     read back with numbers as json.Number, so events hash exactly as
 //     recorded; migration 0002 chains the events recorded before it.
+//
 //   - AuditSink writes cdp_audit.db of the embedded warehouse through a
 //     connection of its own, opened per batch (WAL, synchronous=FULL):
 //     cdp_audit.audit_events and cdp_audit.ai_operations, INSERT OR IGNORE
 //     by id.
+//
 //   - Destinations keep their credential sealed (AES-256-GCM, by package
 //     destinations) with the id of the master key that sealed it
 //     (store.Destinations: CreateSealedDestination, UpdateDestination,
 //     DeleteDestination, DestinationCredential, ResealCredentials); the
 //     store never decrypts it, and catalog reads only report whether there
 //     is one.
+//
+//   - Sync runs and their lease (migration 0019): sync_runs holds each
+//     run; sync_leases who runs a sync until when (Unix nanoseconds), taken
+//     with one upsert that succeeds only for a free, expired or own lease.
+//     A sync records its owner (owner_id), checked to be a member of the
+//     workspace.
+//
+//   - Planner writes cdp_planner.db of the embedded warehouse through one
+//     connection of its own (WAL, synchronous=NORMAL: an acknowledgement
+//     lost to a power cut only makes a batch go again under the same
+//     number): sync_runs, sync_snapshot, sync_stage, sync_plan and
+//     sync_failures. Diffs and acknowledgements are set-based SQL.
+//
+//   - Destinations have columns for sealed (AES-256-GCM) credentials, which
+//     no Store method sets yet; reads only report whether there are any.
+//
 //   - UpdateModel and DeleteModel refuse (store.InUseError) a change that
 //     would leave something dangling: deleting a model audiences, their
 //     syncs or other models' relationships depend on; renaming a model, or
@@ -101,9 +121,11 @@
 //     in the transaction of the change. Audience definitions are not
 //     read: which columns they use is package audience's business (the
 //     tools refuse changes that break them).
+//
 //   - Models, audiences and destinations may not be named like an id
 //     (store.LooksLikeID: any id prefix, in any case), and GetModel looks
 //     a reference in the id form up by id only, any other by name only.
+//
 //   - Access filters (access_filters, migration 0003) belong to a group by
 //     id; PutAccessFilter creates a missing group as AddToGroup does.
 //     AccessFiltersFor takes the union of the principal's groups and the

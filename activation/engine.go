@@ -514,7 +514,14 @@ func (r *run) renew(ctx context.Context) error {
 
 // send delivers the planned batches after the last acknowledged one.
 func (r *run) send(ctx context.Context, state store.PlanState) error {
-	if state.Total == 0 {
+	// total is what this run sends: the plan, or the first records of it
+	// under a rate limit.
+	total := state.Total
+	if limit := r.prep.plan.MaxRecords; limit != nil && *limit < total {
+		r.e.log.Info("sync run capped by a rate limit", "sync", r.sync.ID, "run", r.rec.ID, "planned", total, "sent", *limit)
+		total = max(0, *limit)
+	}
+	if total == 0 {
 		return nil
 	}
 	sender, err := r.e.cfg.Senders(ctx, r.prep.dest)
@@ -525,9 +532,9 @@ func (r *run) send(ctx context.Context, state store.PlanState) error {
 	defer sender.Close()
 	pl, st := r.e.cfg.Planner, r.e.cfg.Store
 	size := int64(state.BatchSize)
-	for n := state.LastBatch + 1; int64(n-1)*size < state.Total; n++ {
+	for n := state.LastBatch + 1; int64(n-1)*size < total; n++ {
 		from := int64(n-1) * size
-		recs, err := pl.Records(ctx, r.rec.ID, from, int(size))
+		recs, err := pl.Records(ctx, r.rec.ID, from, int(min(size, total-from)))
 		if err != nil {
 			return r.stop(ctx, "the run's plan could not be read", err)
 		}

@@ -42,6 +42,12 @@ type FieldPlan struct {
 	// destination; a member with false or NULL in one is skipped. The
 	// columns are read to decide and never sent.
 	RequireTrue []string `json:"require_true,omitempty"`
+	// MaxRecords, when set, caps the records the run sends: the first
+	// MaxRecords of its plan (adds, then changes, then removes, each in
+	// key order). The rest are not sent and, since the snapshot does not
+	// advance for them, are planned again by the next run (append mode
+	// keeps no snapshot: they wait for the next run's full send).
+	MaxRecords *int64 `json:"max_records,omitempty"`
 }
 
 // PlanInput is what a Governance decides on: the sync, its destination

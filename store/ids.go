@@ -11,11 +11,11 @@ const (
 
 // IDPrefixes are every id prefix a store assigns (workspaces, members,
 // groups, keys, models, audiences, destinations, syncs, approvals,
-// policies, access filters). A name that starts with one looks like an id:
+// policies, access filters, destination filters). A name that starts with one looks like an id:
 // references that have the id form are looked up by id only, so such a
 // name would shadow nothing but would mislead whoever reads it, and is
 // refused (LooksLikeID).
-var IDPrefixes = []string{"ws_", "mem_", "grp_", "key_", ModelIDPrefix, AudienceIDPrefix, "dst_", "syn_", "apr_", "pol_", "flt_"}
+var IDPrefixes = []string{"ws_", "mem_", "grp_", "key_", ModelIDPrefix, AudienceIDPrefix, "dst_", "syn_", "apr_", "pol_", "flt_", "dfl_"}
 
 // LooksLikeID reports whether name starts with one of IDPrefixes, in any
 // letter case, and returns that prefix.

@@ -39,6 +39,10 @@ Commands:
   policies show | apply FILE | reset                   the AI policies servers use (without --policy)
   pii list [--json] | set COLUMN LEVEL [COLUMN LEVEL ...] | import FILE
                                                        classify warehouse columns (schema.table.column)
+  filters list [--json] | remove ID                    destination filters: what may flow to which destination
+  filters add --effect block|drop|sha256|allow|allow_unconsented|rate_limit --reason R [--priority N]
+      [--category C] [--environment E] [--destination ID] [--model M] [--column C] [--pii-level L]
+      [--limit N --per run|hour] [--json]
   eval bench [--sessions 1,8,32] [--duration 3s] [--round 250ms] [--scale N] [--json]
                                                        the gate against a bare MCP server, on a throw-away
                                                        demo unless --data-dir is given
@@ -81,6 +85,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.piiCmd(ctx, rest[1:])
 	case "destinations":
 		return m.destinationsCmd(ctx, rest[1:])
+	case "filters", "destination-filters":
+		return m.filtersCmd(ctx, rest[1:])
 	case "eval":
 		return m.eval(ctx, rest[1:])
 	case "help", "-h", "--help":

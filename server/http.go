@@ -31,6 +31,8 @@ func (s *Server) Handler() http.Handler {
 	}
 	// PII classification of warehouse columns, for people (piiapi.go).
 	mux.HandleFunc("/api/v1/pii", s.servePII)
+	mux.HandleFunc("/api/v1/destination-filters", s.serveDestinationFilters)
+	mux.HandleFunc("/api/v1/destination-filters/", s.serveDestinationFilters)
 	mux.HandleFunc("/api/v1/destinations", s.serveDestinations)
 	mux.HandleFunc("/api/v1/destinations/", s.serveDestinations)
 	// Prometheus metrics: counts, durations and tool names only, no secret

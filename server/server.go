@@ -102,6 +102,9 @@ type Server struct {
 type serverStore interface {
 	store.PIIClassification
 	store.Destinations
+	store.DestinationFilters
+	GetModel(ctx context.Context, workspaceID, idOrName string) (store.Model, error)
+	ListModels(ctx context.Context, workspaceID string) ([]store.Model, error)
 	ListDestinations(ctx context.Context, workspaceID string) ([]store.Destination, error)
 	GetDestination(ctx context.Context, workspaceID, id string) (store.Destination, error)
 	store.AuditAppender

@@ -331,6 +331,7 @@ type Store interface {
 	PolicySets
 	AuditLog
 	SyncRuns
+	DestinationFilters
 
 	Close() error
 }

@@ -66,6 +66,17 @@
 // what was acknowledged. A run whose destination refused some records
 // succeeds, with them counted as failed.
 //
+// # Governance at sync time
+//
+// FilterGovernance is the Governance the server wires in: PII levels,
+// the marketing consent rule (FieldPlan.RequireTrue) and the destination
+// filters people set (store.DestinationFilters): block, drop, sha256,
+// allow, allow_unconsented and rate_limit, in priority order, every
+// matching filter applying and a block winning. A rate limit is
+// FieldPlan.MaxRecords: the run sends the first records of its plan, and
+// the rest, whose snapshot did not advance, go with the next run. Refused
+// runs and dropped fields are audit events.
+//
 // Run blocks until the run ends and returns its outcome; the tools and
 // the scheduler call it from goroutines of their own, so a slow or failing
 // receiver never blocks a caller.

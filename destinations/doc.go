@@ -24,6 +24,10 @@
 //     decrypting the credential only in memory. Test checks a destination
 //     without sending a member.
 //
+//   - The checks of a destination filter a person writes (CheckFilter):
+//     known effect, category, environment and PII level, a destination
+//     and model of the workspace, a column of the model (or of any model).
+//
 // Webhook deliveries are POSTs of {"sync_id","run_id","batch","records"}
 // with the headers X-Signalsmith-Timestamp (Unix seconds),
 // X-Signalsmith-Signature ("v1=" + hex HMAC-SHA256 of timestamp + "." +

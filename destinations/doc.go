@@ -11,6 +11,7 @@
 //     destination an existing writable folder (relative ones inside the
 //     data directory) and a format (jsonl, csv). Settings live in the
 //     destination's Config; the secret never does.
+//
 //   - The master key (Keyring): AES-256-GCM under a 32-byte key from
 //     SIGNALSMITH_MASTER_KEY, or from master.key in the data directory
 //     (mode 0600, created by the command line when absent). Each sealed
@@ -19,6 +20,7 @@
 //     credential copied to another row does not open. Rotate re-encrypts
 //     every credential in one store transaction; the key file holds the
 //     old and the new key until that commits, so a crash loses nothing.
+//
 //   - The Senders (store.Sender): Open makes one from a destination and
 //     its secret; Registry.Sender does it for a stored destination,
 //     decrypting the credential only in memory. Test checks a destination

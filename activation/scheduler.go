@@ -128,11 +128,11 @@ func NewScheduler(sc SchedulerConfig) (*Scheduler, error) {
 // Engine returns the engine the scheduler runs syncs with.
 func (s *Scheduler) Engine() *Engine { return s.sc.Engine }
 
-// Start begins running due syncs, at every tick until Close. A sync is due
-// when the time its schedule gives after its last run's start (after its
-// creation, when it never ran) has come, or when its last run is
-// unfinished (a crash left it running): the schedule lives in the store,
-// so it survives a restart.
+// Start begins running due syncs, at every tick until Close. An active
+// sync is due when the time its schedule gives after its last run's start
+// (after its creation, when it never ran) has come, or when its last run
+// is unfinished (a stop or a crash left it running, whatever started it):
+// the schedule lives in the store, so it survives a restart.
 func (s *Scheduler) Start() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,10 +157,13 @@ func (s *Scheduler) Start() {
 }
 
 // Close stops the scheduler and waits for the runs in progress to stop:
-// they end interrupted and the next run of their sync resumes them.
-func (s *Scheduler) Close() {
+// they end interrupted and the next run of their sync resumes them (a
+// scheduler resumes an unfinished run at its next tick). It returns nil,
+// and is an io.Closer so wiring can close it with the rest.
+func (s *Scheduler) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	return nil
 }
 
 // RunDue starts a run of every due active sync (see Start) that has none
@@ -202,22 +205,23 @@ func (s *Scheduler) RunDue(ctx context.Context) int {
 
 // due reports whether a sync's scheduled run is due now.
 func (s *Scheduler) due(ctx context.Context, sy store.Sync) (bool, error) {
-	if sy.State != "active" || strings.TrimSpace(sy.Schedule) == "" {
+	if sy.State != "active" {
 		return false, nil
-	}
-	sched, err := ParseSchedule(sy.Schedule)
-	if err != nil {
-		return false, err
 	}
 	runs, err := s.sc.Store.ListSyncRuns(ctx, sy.WorkspaceID, sy.ID, 1)
 	if err != nil {
 		return false, err
 	}
+	if len(runs) == 1 && runs[0].State == store.RunRunning {
+		// Resume what a stop left unfinished, scheduled or triggered.
+		return true, nil
+	}
+	sched, err := ParseSchedule(sy.Schedule)
+	if err != nil {
+		return false, err
+	}
 	base := sy.CreatedAt
 	if len(runs) == 1 {
-		if runs[0].State == store.RunRunning {
-			return true, nil // resume what a stop left unfinished
-		}
 		base = runs[0].StartedAt
 	}
 	next := sched.Next(base)
@@ -329,4 +333,10 @@ func (s *Scheduler) forget(syncID string) {
 	s.mu.Lock()
 	delete(s.refused, syncID)
 	s.mu.Unlock()
+}
+
+// DryRun is the engine's DryRun, so the scheduler alone serves the sync
+// tools.
+func (s *Scheduler) DryRun(ctx context.Context, workspaceID, syncID string) (DryRun, error) {
+	return s.sc.Engine.DryRun(ctx, workspaceID, syncID)
 }

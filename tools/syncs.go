@@ -134,9 +134,11 @@ var syncFactNames = []string{"destination", "destination_environment", "destinat
 // delete_sync.
 var syncStateFactNames = []string{"destination", "destination_environment", "destination_category"}
 
-// triggerFactNames are the facts of trigger_sync.
+// triggerFactNames are the facts of trigger_sync. The dry-run counts are
+// counted with the owner's access filters, not the caller's: a caller with
+// filters never reads them back (caller_filtered).
 var triggerFactNames = append(slices.Clone(syncFactNames), "dry_run_added", "dry_run_changed", "dry_run_removed",
-	"dry_run_skipped", "destination_members", "dry_run_change_pct")
+	"dry_run_skipped", "destination_members", "dry_run_change_pct", "caller_filtered")
 
 func mappingsProp() map[string]any {
 	return map[string]any{
@@ -308,7 +310,12 @@ func syncWriteTools(d Deps) []Tool {
 				if err != nil {
 					return nil, err
 				}
+				filtered, err := call.Warehouse.Filtered(ctx)
+				if err != nil {
+					return nil, err
+				}
 				f := dr.facts()
+				f["caller_filtered"] = filtered
 				moved := run.Added + run.Changed + run.Removed
 				f["dry_run_added"], f["dry_run_changed"], f["dry_run_removed"] = run.Added, run.Changed, run.Removed
 				f["dry_run_skipped"], f["destination_members"] = run.Skipped, run.Held

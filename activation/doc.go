@@ -2,8 +2,8 @@
 // runs a sync, sending its audience's members to its destination through
 // a store.Sender, and records the run.
 //
-// It imports store, audience and the standard library: never mcp-go,
-// server, tools or a database driver. The metadata store (Store, a few
+// It imports store, audience, github.com/robfig/cron/v3 (schedules) and
+// the standard library: never mcp-go, server, tools or a database driver. The metadata store (Store, a few
 // methods of store.Store), the warehouse (store.Warehouse), the planner
 // (store.Planner, the writer of the warehouse schema cdp_planner) and the
 // Senders (package destinations) are given to New.
@@ -80,4 +80,19 @@
 // Run blocks until the run ends and returns its outcome; the tools and
 // the scheduler call it from goroutines of their own, so a slow or failing
 // receiver never blocks a caller.
+//
+// Run blocks until the run ends and returns its outcome. The Scheduler
+// (scheduler.go) runs syncs in the background instead: Trigger takes the
+// lease, checks the sync and records its run, returns that run at once and
+// goes on in a goroutine of its own, so a slow or failing receiver never
+// blocks a caller; Start runs due syncs at every tick (the next time of a
+// schedule, ParseSchedule, is computed from the last run in the store, so
+// schedules survive restarts, and an unfinished run is resumed). Every
+// run's outcome is an audit event (action syncs.trigger, resource sync).
+//
+// # Dry runs
+//
+// DryRun checks the sync and extracts its members as a run would, staged
+// under a throw-away id with no lease and no run recorded, and counts the
+// diff with store.Planner.Preview; the stage is removed afterwards.
 package activation

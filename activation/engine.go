@@ -150,28 +150,92 @@ type Request struct {
 // Run blocks until the run ends; callers that must not wait (a tool, the
 // scheduler) call it from a goroutine of their own.
 func (e *Engine) Run(ctx context.Context, req Request) (store.SyncRun, error) {
+	r, rec, err := e.begin(ctx, req)
+	if err != nil {
+		return rec, err
+	}
+	defer r.release(ctx)
+	return r.proceed(ctx)
+}
+
+// begin takes the sync's lease, checks the sync and records its run (or
+// finds the unfinished one to resume): everything a caller that must not
+// wait needs to know before the run goes on (Scheduler.Trigger). On an
+// error the lease is released and rec is the run a refusal failed, if
+// any; otherwise the caller must call r.proceed and then r.release.
+func (e *Engine) begin(ctx context.Context, req Request) (r *run, rec store.SyncRun, err error) {
 	s, err := e.cfg.Store.GetSync(ctx, req.WorkspaceID, req.SyncID)
 	if err != nil {
-		return store.SyncRun{}, fmt.Errorf("run sync %s: %w", req.SyncID, err)
+		return nil, store.SyncRun{}, fmt.Errorf("run sync %s: %w", req.SyncID, err)
 	}
 	holder, err := newHolder()
 	if err != nil {
-		return store.SyncRun{}, err
+		return nil, store.SyncRun{}, err
 	}
 	if err := e.cfg.Store.AcquireSyncLease(ctx, s.WorkspaceID, s.ID, holder, e.cfg.Now(), e.cfg.LeaseTTL); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return store.SyncRun{}, ErrBusy
+			return nil, store.SyncRun{}, ErrBusy
 		}
-		return store.SyncRun{}, fmt.Errorf("run sync %s: %w", s.ID, err)
+		return nil, store.SyncRun{}, fmt.Errorf("run sync %s: %w", s.ID, err)
 	}
-	r := &run{e: e, sync: s, holder: holder, req: req}
+	r = &run{e: e, sync: s, holder: holder, req: req}
+	if rec, err := r.start(ctx); err != nil {
+		r.release(ctx)
+		return nil, rec, err
+	}
+	return r, r.rec, nil
+}
+
+// release gives the sync's lease back, even when the run's context ended.
+func (r *run) release(ctx context.Context) {
+	if err := r.e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), r.sync.WorkspaceID, r.sync.ID, r.holder); err != nil {
+		r.e.log.Warn("release sync lease", "sync", r.sync.ID, "err", err)
+	}
+}
+
+// DryRun is what a run of a sync would do now: its counts against the
+// snapshot (store.DiffCounts), the members governance would keep out, and
+// the fields that would leave, with their transforms.
+type DryRun struct {
+	store.DiffCounts
+	Skipped int64   `json:"skipped"`
+	Fields  []Field `json:"fields"`
+}
+
+// DryRun computes what a run of the sync would add, change and remove,
+// with the run's own checks, extraction and SQL comparison, staged under
+// a throw-away id that is removed afterwards. It sends nothing, records
+// no run, takes no lease and leaves the snapshot as it is. Errors:
+// ErrRefused when a run would be refused (the message says what to
+// change), store.ErrNotFound for an unknown sync.
+func (e *Engine) DryRun(ctx context.Context, workspaceID, syncID string) (DryRun, error) {
+	s, err := e.cfg.Store.GetSync(ctx, workspaceID, syncID)
+	if err != nil {
+		return DryRun{}, fmt.Errorf("dry run of sync %s: %w", syncID, err)
+	}
+	id, err := newHolder()
+	if err != nil {
+		return DryRun{}, err
+	}
+	r := &run{e: e, sync: s, dry: true, rec: store.SyncRun{ID: "dry_" + id}}
+	if r.prep, err = r.prepare(ctx); err != nil {
+		return DryRun{}, err
+	}
+	pl := e.cfg.Planner
 	defer func() {
-		// The lease goes even when the run's context ended.
-		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), s.WorkspaceID, s.ID, holder); err != nil {
-			e.log.Warn("release sync lease", "sync", s.ID, "err", err)
+		if err := pl.ResetStage(context.WithoutCancel(ctx), r.rec.ID); err != nil {
+			e.log.Warn("remove a dry run's stage", "sync", s.ID, "err", err)
 		}
 	}()
-	return r.do(ctx)
+	skipped, err := r.extract(ctx)
+	if err != nil {
+		return DryRun{}, fmt.Errorf("dry run of sync %s: %w", s.ID, err)
+	}
+	c, err := pl.Preview(ctx, r.rec.ID, s.ID, s.Mode)
+	if err != nil {
+		return DryRun{}, fmt.Errorf("dry run of sync %s: %w", s.ID, err)
+	}
+	return DryRun{DiffCounts: c, Skipped: skipped, Fields: r.prep.plan.Fields}, nil
 }
 
 // newHolder returns a lease holder id unique to one Run call.
@@ -191,6 +255,8 @@ type run struct {
 	req    Request
 	rec    store.SyncRun
 	prep   *prepared
+	// dry is set for a dry run, which holds no lease.
+	dry bool
 }
 
 // prepared is what a run reads the audience with.
@@ -211,7 +277,8 @@ type prepared struct {
 	require  []int
 }
 
-func (r *run) do(ctx context.Context) (store.SyncRun, error) {
+// start checks the sync and records the run it starts or resumes.
+func (r *run) start(ctx context.Context) (store.SyncRun, error) {
 	st := r.e.cfg.Store
 	var resume *store.SyncRun
 	runs, err := st.ListSyncRuns(ctx, r.sync.WorkspaceID, r.sync.ID, 1)
@@ -243,6 +310,12 @@ func (r *run) do(ctx context.Context) (store.SyncRun, error) {
 			return store.SyncRun{}, fmt.Errorf("run sync %s: %w", r.sync.ID, err)
 		}
 	}
+	return r.rec, nil
+}
+
+// proceed plans, sends and finishes a started run.
+func (r *run) proceed(ctx context.Context) (store.SyncRun, error) {
+	st, prep := r.e.cfg.Store, r.prep
 	pl := r.e.cfg.Planner
 	state, err := pl.OpenPlan(ctx, store.PlanRun{RunID: r.rec.ID, WorkspaceID: r.sync.WorkspaceID, SyncID: r.sync.ID,
 		Mode: r.sync.Mode, BatchSize: prep.batchSize, Trigger: r.rec.Trigger, Source: r.rec.Source, StartedAt: r.rec.StartedAt})
@@ -505,6 +578,9 @@ func isTrue(v any) bool {
 // renew extends the run's lease; a lease another run took (this one was
 // stalled past its TTL) stops the run.
 func (r *run) renew(ctx context.Context) error {
+	if r.dry {
+		return nil
+	}
 	err := r.e.cfg.Store.AcquireSyncLease(ctx, r.sync.WorkspaceID, r.sync.ID, r.holder, r.e.cfg.Now(), r.e.cfg.LeaseTTL)
 	if errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("the run lost its lease to another run: %w", ErrBusy)

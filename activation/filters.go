@@ -131,6 +131,19 @@ func (g FilterGovernance) Plan(ctx context.Context, in PlanInput) (FieldPlan, er
 			f.Transform = TransformDrop
 			dropped = append(dropped, col.Name)
 		}
+		// The sync's own transform can make the field stricter, never
+		// looser: no filter un-hashes what the mapping hashes.
+		switch m.Transform {
+		case "":
+		case store.TransformDrop:
+			f.Transform = TransformDrop
+		case store.TransformSHA256:
+			if f.Transform == TransformNone {
+				f.Transform = TransformSHA256
+			}
+		default:
+			return FieldPlan{}, refusef("mapping %d has transform %q: use sha256, drop or none", i+1, m.Transform)
+		}
 		plan.Fields = append(plan.Fields, f)
 	}
 	if len(blocks) > 0 {

@@ -275,3 +275,36 @@ func TestRateLimitCapsRecordsAndTheRestFollow(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncTransformsAreNeverLoosenedByFilters: a sync's own sha256 or drop
+// holds whatever a person's filter allows, and hashes a column that may
+// leave as it is.
+func TestSyncTransformsAreNeverLoosenedByFilters(t *testing.T) {
+	t.Parallel()
+	const email = "alice@example.com"
+	e := setup(t, envOptions{
+		conditions: []any{map[string]any{"column": "customer_id", "operator": "equals", "value": 1}},
+		mappings: []store.FieldMapping{
+			{From: "email", To: "email", Transform: store.TransformSHA256},
+			{From: "city", To: "city", Transform: store.TransformSHA256},
+			{From: "plan", To: "plan", Transform: store.TransformDrop},
+		},
+	})
+	e.exec(t, `UPDATE customers SET email = ?, city = 'Fresno' WHERE customer_id = 1`, email)
+	e.addFilter(t, store.DestinationFilter{PIILevel: store.PIIRedacted, Effect: store.FilterAllow})
+	rcv := newReceiver()
+	if _, err := e.run(t, e.engine(t, rcv, e.governance())); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := records(rcv.take())
+	rec, ok := got["1"]
+	if !ok {
+		t.Fatalf("sent %v, want member 1", got)
+	}
+	if rec.Fields["email"] != hashed(email) || rec.Fields["city"] != hashed("Fresno") {
+		t.Errorf("email %v and city %v, want both hashed as the sync asks", rec.Fields["email"], rec.Fields["city"])
+	}
+	if _, has := rec.Fields["plan"]; has {
+		t.Errorf("plan was sent although the sync drops it: %v", rec.Fields)
+	}
+}

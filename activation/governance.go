@@ -76,9 +76,10 @@ type Governance interface {
 // their own, which wrap or replace it.
 type PIIGovernance struct{}
 
-// Plan maps each of the sync's mappings to a Field; a mapping of an
-// unknown column, of a blocked one, or two mappings to one destination
-// field refuse the run.
+// Plan maps each of the sync's mappings to a Field, with the mapping's
+// own transform (sha256, drop) when it asks for one; a mapping of an
+// unknown column, of a blocked one (even dropped), or two mappings to one
+// destination field refuse the run.
 func (PIIGovernance) Plan(_ context.Context, in PlanInput) (FieldPlan, error) {
 	var plan FieldPlan
 	for i, m := range in.Sync.Mappings {
@@ -93,6 +94,16 @@ func (PIIGovernance) Plan(_ context.Context, in PlanInput) (FieldPlan, error) {
 			f.Transform = TransformSHA256
 		default:
 			return FieldPlan{}, refusef("mapping %d maps column %q of model %s, which is blocked: it can never leave the warehouse; remove the mapping", i+1, col.Name, in.Model.Name)
+		}
+		// The sync may ask for more than its level imposes, never less.
+		switch m.Transform {
+		case store.TransformDrop:
+			f.Transform = TransformDrop
+		case store.TransformSHA256:
+			f.Transform = TransformSHA256
+		case "":
+		default:
+			return FieldPlan{}, refusef("mapping %d has transform %q: use sha256, drop or none", i+1, m.Transform)
 		}
 		plan.Fields = append(plan.Fields, f)
 	}

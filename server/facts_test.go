@@ -43,13 +43,44 @@ var (
 )
 
 // factArgs are valid arguments of every tool that computes facts, over an
-// audience base that another audience includes.
-func factArgs(base store.Audience) map[string]map[string]any {
+// audience base that another audience includes and the demo's sync.
+func factArgs(base store.Audience, syncID string) map[string]map[string]any {
+	one := map[string]any{"sync": syncID}
 	return map[string]map[string]any{
 		"create_audience": {"name": "facts new", "definition": inCA},
 		"update_audience": {"audience": base.ID, "definition": inCAorNY},
 		"update_model":    {"model": "customers", "description": "Customers, described again."},
+		"create_sync": {"audience": base.ID, "destination": "Sandbox file export", "mode": "upsert",
+			"mappings": []any{map[string]any{"from": "email", "to": "email"}}},
+		"update_sync":  {"sync": syncID, "schedule": "2h"},
+		"pause_sync":   one,
+		"resume_sync":  one,
+		"delete_sync":  one,
+		"trigger_sync": one,
 	}
+}
+
+// ownedSync is a sync of the audience to the demo's sandbox destination
+// that a person owns, so it can run.
+func (e *env) ownedSync(t *testing.T, a store.Audience) string {
+	t.Helper()
+	_, k := e.key(t, "sync-owner", "owner", store.KindUser, nil)
+	dsts, err := e.db.ListDestinations(t.Context(), e.ws.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dsts {
+		if d.Environment == "sandbox" {
+			s, err := e.db.CreateSync(t.Context(), store.Sync{WorkspaceID: e.ws.ID, AudienceID: a.ID, DestinationID: d.ID,
+				Mode: "upsert", OwnerID: k.MemberID, Mappings: []store.FieldMapping{{From: "email", To: "email"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s.ID
+		}
+	}
+	t.Fatal("the demo has no sandbox destination")
+	return ""
 }
 
 // withDependent saves an audience in California and one that includes it,
@@ -69,7 +100,7 @@ func TestToolFactsMatchDeclarations(t *testing.T) {
 	t.Parallel()
 	e := setup(t, withPolicies(t, allowAll))
 	base := e.withDependent(t)
-	cases := factArgs(base)
+	cases := factArgs(base, e.ownedSync(t, base))
 	declared := map[string][]string{}
 	for _, tool := range tools.All(tools.Deps{}) {
 		if len(tool.FactNames) > 0 {

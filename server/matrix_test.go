@@ -21,6 +21,9 @@ var aiEffect = map[string]string{
 	"create_audience": "allow", "update_audience": "allow", "delete_audience": "require_approval",
 	"list_destinations": "allow", "get_destination": "allow",
 	"list_syncs": "allow", "get_sync": "allow",
+	// To a sandbox (the facts below): a human is needed for production.
+	"create_sync": "allow", "update_sync": "allow", "pause_sync": "allow", "resume_sync": "allow",
+	"delete_sync": "require_approval", "trigger_sync": "allow", "get_sync_run": "allow", "list_sync_runs": "allow",
 	"list_approvals": "allow", "get_approval": "allow", "cancel_approval": "allow",
 	"check_action": "allow", "search_audit": "allow",
 }
@@ -28,9 +31,9 @@ var aiEffect = map[string]string{
 // roleHas is DESIGN.md section 5 for the permissions tools need, by role,
 // written out by hand ("" is any caller).
 var roleHas = map[string]map[string]bool{
-	"owner":  {"audit.read": true, "": true, "sources.read": true, "models.read": true, "models.create": true, "models.update": true, "models.delete": true, "audiences.read": true, "audiences.create": true, "audiences.update": true, "audiences.delete": true, "destinations.read": true, "syncs.read": true, "approvals.read": true},
-	"admin":  {"audit.read": true, "": true, "sources.read": true, "models.read": true, "models.create": true, "models.update": true, "models.delete": true, "audiences.read": true, "audiences.create": true, "audiences.update": true, "audiences.delete": true, "destinations.read": true, "syncs.read": true, "approvals.read": true},
-	"member": {"": true, "sources.read": true, "models.read": true, "models.create": true, "models.update": true, "models.delete": true, "audiences.read": true, "audiences.create": true, "audiences.update": true, "audiences.delete": true, "destinations.read": true, "syncs.read": true, "approvals.read": true},
+	"owner":  {"audit.read": true, "": true, "sources.read": true, "models.read": true, "models.create": true, "models.update": true, "models.delete": true, "audiences.read": true, "audiences.create": true, "audiences.update": true, "audiences.delete": true, "destinations.read": true, "syncs.read": true, "syncs.create": true, "syncs.update": true, "syncs.delete": true, "syncs.trigger": true, "approvals.read": true},
+	"admin":  {"audit.read": true, "": true, "sources.read": true, "models.read": true, "models.create": true, "models.update": true, "models.delete": true, "audiences.read": true, "audiences.create": true, "audiences.update": true, "audiences.delete": true, "destinations.read": true, "syncs.read": true, "syncs.create": true, "syncs.update": true, "syncs.delete": true, "syncs.trigger": true, "approvals.read": true},
+	"member": {"": true, "sources.read": true, "models.read": true, "models.create": true, "models.update": true, "models.delete": true, "audiences.read": true, "audiences.create": true, "audiences.update": true, "audiences.delete": true, "destinations.read": true, "syncs.read": true, "syncs.create": true, "syncs.update": true, "syncs.delete": true, "syncs.trigger": true, "approvals.read": true},
 }
 
 // TestDecisionMatrix runs every tool against every built-in role and every

@@ -72,6 +72,9 @@ type Config struct {
 	MasterKeyFunc func() (*destinations.Keyring, error)
 	// DataDir is where relative file destination folders are.
 	DataDir string
+	// Syncs runs syncs for trigger_sync and its dry run (NewSyncs makes
+	// one); without it those tools say the server runs no syncs.
+	Syncs tools.SyncRunner
 }
 
 // Server is the MCP server with its gate and HTTP surface.
@@ -150,6 +153,7 @@ func New(cfg Config) (*Server, error) {
 		},
 		Approvals:   cfg.Approvals,
 		ApprovalURL: approvalURL,
+		Syncs:       cfg.Syncs,
 	})
 	gate = NewGate(auth, cfg.RBAC, cfg.Store, all, log)
 	gate.warehouses = tools.NewWarehouses(cfg.Warehouse, cfg.Store, cfg.Limits, queries)

@@ -178,7 +178,9 @@ func TestRoleWithoutPermissionNeitherSeesNorCallsTool(t *testing.T) {
 		"get_approval", "get_audience", "get_destination", "get_model", "get_sync",
 		"list_approvals", "list_audiences", "list_destinations", "list_models", "list_syncs", "list_tables",
 		"preview_audience", "preview_model", "update_audience", "update_model",
+		"create_sync", "delete_sync", "get_sync_run", "list_sync_runs", "pause_sync", "resume_sync", "trigger_sync", "update_sync",
 	}
+	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("member sees %v, want %v", names, want)
 	}

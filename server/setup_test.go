@@ -117,6 +117,22 @@ func setupOn(t testing.TB, template func() (string, error), opts ...func(*server
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.Syncs == nil {
+		// The sync engine, as serve wires it: its planner beside the
+		// warehouse, closed after it.
+		pl, err := sqlite.OpenPlanner(ctx, whDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pl.Close() })
+		sched, err := server.NewSyncs(server.SyncsConfig{Store: db, Warehouse: wh, Planner: pl,
+			KeysFunc: cfg.MasterKeyFunc, DataDir: cfg.DataDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sched.Close() })
+		cfg.Syncs = sched
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -62,6 +62,18 @@ type PlanState struct {
 	Skipped   int64
 }
 
+// DiffCounts is what a dry run found: the members staged, what a run
+// would add, change and (mirror mode) remove against the snapshot, and
+// how many members the snapshot holds (what the destination has from
+// earlier runs). In append mode every staged member is an add.
+type DiffCounts struct {
+	Staged  int64 `json:"staged"`
+	Added   int64 `json:"added"`
+	Changed int64 `json:"changed"`
+	Removed int64 `json:"removed"`
+	Held    int64 `json:"held"`
+}
+
 // StagedMember is one extracted member: its primary key as text, the
 // fingerprint of its destination fields, and the fields as a JSON object.
 type StagedMember struct {
@@ -117,6 +129,10 @@ type Planner interface {
 	// sends are forgotten. skipped is the count of members governance
 	// kept out. The run moves to phase sending.
 	Diff(ctx context.Context, runID string, skipped int64) (PlanState, error)
+	// Preview counts what a run would send of the members staged under
+	// runID (a throw-away id of a dry run, with no run recorded), with the
+	// same SQL comparison as Diff, without planning or changing anything.
+	Preview(ctx context.Context, runID, syncID, mode string) (DiffCounts, error)
 	// Records returns the planned records with Seq in (after, after+n],
 	// in Seq order.
 	Records(ctx context.Context, runID string, after int64, n int) ([]PlannedRecord, error)

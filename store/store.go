@@ -216,11 +216,22 @@ type Destination struct {
 	CreatedAt      time.Time      `json:"created_at"`
 }
 
-// FieldMapping maps a model column to a destination field.
+// FieldMapping maps a model column to a destination field, with an
+// optional transform the sync asks for on top of what governance imposes:
+// "sha256" (the hex SHA-256 of the trimmed, lowercased value) or "drop"
+// (the column is not sent); "" sends the value as governance lets it
+// leave.
 type FieldMapping struct {
-	From string `json:"from"`
-	To   string `json:"to"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Transform string `json:"transform,omitempty"`
 }
+
+// Transforms a FieldMapping may ask for.
+const (
+	TransformSHA256 = "sha256"
+	TransformDrop   = "drop"
+)
 
 // Sync sends an audience to a destination.
 type Sync struct {
@@ -426,6 +437,13 @@ type Catalog interface {
 	CreateAudience(ctx context.Context, a Audience) (Audience, error)
 	CreateDestination(ctx context.Context, d Destination) (Destination, error)
 	CreateSync(ctx context.Context, s Sync) (Sync, error)
+	// UpdateSync replaces a sync's audience, destination, mode, schedule,
+	// state and mappings (its owner and creation time stay) and returns it
+	// as stored; ErrNotFound for an unknown sync, ErrInvalid as CreateSync.
+	UpdateSync(ctx context.Context, s Sync) (Sync, error)
+	// DeleteSync deletes a sync with its runs and lease; ErrNotFound for
+	// an unknown sync.
+	DeleteSync(ctx context.Context, workspaceID, id string) error
 	// UpdateAudience replaces name, description and definition; a changed
 	// definition is a new version. DeleteAudience is refused with an
 	// *InUseError while a sync or another audience depends on it.

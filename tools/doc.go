@@ -76,8 +76,16 @@
 // the command line's, and TestDepsLeaveTheGatesStoreWritesOut checks that
 // no field of Deps reaches them.
 //
+// The sync tools (syncs.go) check what they would store as the engine
+// will run it (checkDraft: the audience and destination of the caller's
+// workspace, each mapped column's PII level, unique destination fields,
+// the mode and schedule), so a bad call is refused before it is queued.
+// trigger_sync and its dry run go through Deps.Syncs (a SyncRunner, the
+// server's activation.Scheduler), whose engine holds its own warehouse:
+// the tools still never hold one.
+//
 // tools may import store, audience (audience definitions and their SQL),
 // guardrails, approvals (the queue behind the approval tools, and its
-// errors) and mcp-go's mcp package; it never imports server or a database
-// driver.
+// errors), activation (schedules, dry runs, run errors) and mcp-go's mcp
+// package; it never imports server or a database driver.
 package tools

@@ -197,6 +197,9 @@ type Deps struct {
 	Approvals *approvals.Queue
 	// ApprovalURL is the web page of an approval.
 	ApprovalURL func(id string) string
+	// Syncs runs syncs (trigger_sync and its dry run); without it those
+	// tools say the server runs no syncs.
+	Syncs SyncRunner
 }
 
 // Store is what the tools read and change in the metadata store: the
@@ -213,6 +216,8 @@ type Store interface {
 	ListApprovals(ctx context.Context, f store.ApprovalFilter) ([]store.Approval, error)
 	Audit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error)
 	PIIClasses(ctx context.Context, workspaceID string) ([]store.PIIClass, error)
+	GetSyncRun(ctx context.Context, workspaceID, id string) (store.SyncRun, error)
+	ListSyncRuns(ctx context.Context, workspaceID, syncID string, limit int) ([]store.SyncRun, error)
 }
 
 // CheckFunc decides a call the way the gate would, without side effects.

@@ -30,6 +30,14 @@ var wantPermission = map[string]string{
 	"get_destination":   "destinations.read",
 	"list_syncs":        "syncs.read",
 	"get_sync":          "syncs.read",
+	"create_sync":       "syncs.create",
+	"update_sync":       "syncs.update",
+	"pause_sync":        "syncs.update",
+	"resume_sync":       "syncs.update",
+	"delete_sync":       "syncs.delete",
+	"trigger_sync":      "syncs.trigger",
+	"get_sync_run":      "syncs.read",
+	"list_sync_runs":    "syncs.read",
 	"check_action":      "", // any authenticated caller
 	"list_approvals":    "approvals.read",
 	"get_approval":      "approvals.read",
@@ -48,6 +56,12 @@ var wantWriteHints = map[string]struct{ destructive, idempotent bool }{
 	"update_audience": {false, true},
 	"delete_audience": {true, true},
 	"cancel_approval": {false, true},
+	"create_sync":     {false, false},
+	"update_sync":     {false, true},
+	"pause_sync":      {false, true},
+	"resume_sync":     {false, true},
+	"delete_sync":     {true, true},
+	"trigger_sync":    {false, false}, // every run sends what changed since the last
 }
 
 func TestToolSpecs(t *testing.T) {

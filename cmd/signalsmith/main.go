@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/signalsmith/agent-server/activation"
 )
 
 func main() {
@@ -38,6 +40,9 @@ type Main struct {
 	DataDir string
 
 	closers []io.Closer
+	// syncs is the sync scheduler the last build wired (closed with
+	// closers); serve starts it.
+	syncs *activation.Scheduler
 }
 
 // NewMain returns a Main wired to the process's standard streams and

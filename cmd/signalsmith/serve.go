@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/signalsmith/agent-server/activation"
 	"github.com/signalsmith/agent-server/approvals"
 	"github.com/signalsmith/agent-server/destinations"
 	"github.com/signalsmith/agent-server/guardrails"
@@ -88,6 +89,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	} else {
 		err = m.serveHTTP(ctx, inst.srv, c)
 	}
+	// Sync runs in progress stop interrupted (the next run resumes them),
+	// with their outcome events recorded before shipping stops.
+	_ = inst.syncs.Close()
 	// The shipper stops after the server, so the events of the last calls
 	// ship too (within the shipper's drain time).
 	inst.stopShipping()
@@ -99,6 +103,8 @@ type instance struct {
 	srv *server.Server
 	db  *sqlite.DB
 	ws  store.Workspace
+	// syncs runs syncs on schedule and on trigger_sync, until Close.
+	syncs *activation.Scheduler
 	// stopShipping stops shipping the audit trail after a last drain.
 	stopShipping func()
 }
@@ -133,7 +139,8 @@ func (m *Main) start(ctx context.Context, c serveConfig) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &instance{srv: srv, db: db, ws: ws, stopShipping: stopShipping}, nil
+	m.syncs.Start()
+	return &instance{srv: srv, db: db, ws: ws, syncs: m.syncs, stopShipping: stopShipping}, nil
 }
 
 // shipAudit starts shipping audit events from the store's outbox to the
@@ -166,7 +173,8 @@ func (m *Main) shipAudit(db *sqlite.DB, srv *server.Server) (stop func(), err er
 
 // build wires the server over an open store: warehouse, RBAC, policies
 // (the --policy file, else the applied set, else the defaults),
-// approval queue (recovering approvals a crash left executing), gate.
+// approval queue (recovering approvals a crash left executing), the sync
+// engine and its scheduler (not started), gate.
 func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c serveConfig) (*server.Server, error) {
 	policies, err := policiesFor(ctx, db, ws, c.policy)
 	if err != nil {
@@ -206,6 +214,21 @@ func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c s
 		}
 		base = scheme + "://" + c.addr
 	}
+	planner, err := sqlite.OpenPlanner(ctx, m.warehouseDir())
+	if err != nil {
+		return nil, err
+	}
+	m.closers = append(m.closers, planner)
+	keys := destinations.Keys(m.Getenv, m.DataDir)
+	syncs, err := server.NewSyncs(server.SyncsConfig{Store: db, Warehouse: wh, Planner: planner, KeysFunc: keys,
+		DataDir: m.DataDir, WorkspaceIDs: []string{ws.ID}, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	// Closed before the planner and the warehouse: runs in progress stop
+	// interrupted and the next run, here or in the server, resumes them.
+	m.closers = append(m.closers, syncs)
+	m.syncs = syncs
 	return server.New(server.Config{
 		Store: db, Warehouse: wh, RBAC: rbac, Version: version, Logger: log,
 		Limits:    store.QueryLimits{Timeout: c.timeout, MaxRows: c.maxRows},
@@ -216,8 +239,9 @@ func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c s
 		ApprovalWebhook: c.webhook,
 		// Without a --policy file the server follows the stored set.
 		StoredPolicies: c.policy == "",
-		MasterKeyFunc:  destinations.Keys(m.Getenv, m.DataDir),
+		MasterKeyFunc:  keys,
 		DataDir:        m.DataDir,
+		Syncs:          syncs,
 	})
 }
 

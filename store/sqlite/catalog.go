@@ -548,31 +548,9 @@ func (d *DB) CreateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
 	if s.State == "" {
 		s.State = "active"
 	}
-	switch {
-	case s.WorkspaceID == "":
-		return store.Sync{}, invalid(op, "workspace_id", "is required")
-	case s.AudienceID == "":
-		return store.Sync{}, invalid(op, "audience_id", "is required")
-	case s.DestinationID == "":
-		return store.Sync{}, invalid(op, "destination_id", "is required")
-	case !oneOf(s.Mode, syncModes):
-		return store.Sync{}, invalid(op, "mode", "%q is not upsert, mirror or append", s.Mode)
-	case !oneOf(s.State, syncStates):
-		return store.Sync{}, invalid(op, "state", "%q is not active or paused", s.State)
-	case len(s.Schedule) > 200:
-		return store.Sync{}, invalid(op, "schedule", "is longer than 200 bytes")
-	}
-	for i, fm := range s.Mappings {
-		if fm.From == "" || fm.To == "" {
-			return store.Sync{}, invalid(op, "mappings", "[%d]: from and to are required", i)
-		}
-	}
-	if s.Mappings == nil {
-		s.Mappings = []store.FieldMapping{}
-	}
-	maps, err := json.Marshal(s.Mappings)
+	maps, err := checkSync(op, &s)
 	if err != nil {
-		return store.Sync{}, invalid(op, "mappings", "cannot be encoded as JSON")
+		return store.Sync{}, err
 	}
 	if err := ensureID(&s.ID, prefixSync); err != nil {
 		return store.Sync{}, err
@@ -584,22 +562,11 @@ func (d *DB) CreateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
 		if err := checkWorkspace(ctx, tx, op, s.WorkspaceID); err != nil {
 			return err
 		}
-		ok, err := exists(ctx, tx, "audiences", s.WorkspaceID, s.AudienceID)
-		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		if !ok {
-			return invalid(op, "audience_id", "%q is not an audience of the workspace", s.AudienceID)
-		}
-		ok, err = exists(ctx, tx, "destinations", s.WorkspaceID, s.DestinationID)
-		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		if !ok {
-			return invalid(op, "destination_id", "%q is not a destination of the workspace", s.DestinationID)
+		if err := checkSyncRefs(ctx, tx, op, s); err != nil {
+			return err
 		}
 		if s.OwnerID != "" {
-			ok, err = exists(ctx, tx, "members", s.WorkspaceID, s.OwnerID)
+			ok, err := exists(ctx, tx, "members", s.WorkspaceID, s.OwnerID)
 			if err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
@@ -609,7 +576,7 @@ func (d *DB) CreateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO syncs (id, workspace_id, audience_id, destination_id, mode, schedule,
 			state, mappings, owner_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			s.ID, s.WorkspaceID, s.AudienceID, s.DestinationID, s.Mode, s.Schedule, s.State, string(maps),
+			s.ID, s.WorkspaceID, s.AudienceID, s.DestinationID, s.Mode, s.Schedule, s.State, maps,
 			s.OwnerID, s.CreatedAt, s.UpdatedAt)
 		if err := created(op, s.ID, err); err != nil {
 			return err
@@ -620,6 +587,111 @@ func (d *DB) CreateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
 		return store.Sync{}, err
 	}
 	return s, nil
+}
+
+// checkSync checks the fields of a sync CreateSync or UpdateSync stores
+// and returns its mappings as JSON.
+func checkSync(op string, s *store.Sync) (string, error) {
+	switch {
+	case s.WorkspaceID == "":
+		return "", invalid(op, "workspace_id", "is required")
+	case s.AudienceID == "":
+		return "", invalid(op, "audience_id", "is required")
+	case s.DestinationID == "":
+		return "", invalid(op, "destination_id", "is required")
+	case !oneOf(s.Mode, syncModes):
+		return "", invalid(op, "mode", "%q is not upsert, mirror or append", s.Mode)
+	case !oneOf(s.State, syncStates):
+		return "", invalid(op, "state", "%q is not active or paused", s.State)
+	case len(s.Schedule) > 200:
+		return "", invalid(op, "schedule", "is longer than 200 bytes")
+	}
+	for i, fm := range s.Mappings {
+		if fm.From == "" || fm.To == "" {
+			return "", invalid(op, "mappings", "[%d]: from and to are required", i)
+		}
+		if fm.Transform != "" && fm.Transform != store.TransformSHA256 && fm.Transform != store.TransformDrop {
+			return "", invalid(op, "mappings", "[%d]: transform %q is not sha256 or drop", i, fm.Transform)
+		}
+	}
+	if s.Mappings == nil {
+		s.Mappings = []store.FieldMapping{}
+	}
+	maps, err := json.Marshal(s.Mappings)
+	if err != nil {
+		return "", invalid(op, "mappings", "cannot be encoded as JSON")
+	}
+	return string(maps), nil
+}
+
+// checkSyncRefs checks that the sync's audience and destination are the
+// workspace's.
+func checkSyncRefs(ctx context.Context, tx *sql.Tx, op string, s store.Sync) error {
+	ok, err := exists(ctx, tx, "audiences", s.WorkspaceID, s.AudienceID)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if !ok {
+		return invalid(op, "audience_id", "%q is not an audience of the workspace", s.AudienceID)
+	}
+	ok, err = exists(ctx, tx, "destinations", s.WorkspaceID, s.DestinationID)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if !ok {
+		return invalid(op, "destination_id", "%q is not a destination of the workspace", s.DestinationID)
+	}
+	return nil
+}
+
+// UpdateSync replaces a sync's audience, destination, mode, schedule,
+// state and mappings; its owner and creation time stay as stored.
+func (d *DB) UpdateSync(ctx context.Context, s store.Sync) (store.Sync, error) {
+	const op = "update sync"
+	maps, err := checkSync(op, &s)
+	if err != nil {
+		return store.Sync{}, err
+	}
+	var out store.Sync
+	err = d.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := scanSync(tx.QueryRowContext(ctx, `SELECT `+syncColumns+` WHERE workspace_id = ? AND id = ?`, s.WorkspaceID, s.ID))
+		if err != nil {
+			return notFound(op, s.ID, err)
+		}
+		if err := checkSyncRefs(ctx, tx, op, s); err != nil {
+			return err
+		}
+		s.OwnerID, s.CreatedAt, s.UpdatedAt = cur.OwnerID, cur.CreatedAt, time.Now().UTC()
+		if _, err := tx.ExecContext(ctx, `UPDATE syncs SET audience_id = ?, destination_id = ?, mode = ?, schedule = ?,
+			state = ?, mappings = ?, updated_at = ? WHERE workspace_id = ? AND id = ?`,
+			s.AudienceID, s.DestinationID, s.Mode, s.Schedule, s.State, maps, s.UpdatedAt, s.WorkspaceID, s.ID); err != nil {
+			return fmt.Errorf("%s %s: %w", op, s.ID, err)
+		}
+		out = s
+		return bump(ctx, tx, catalogCounter)
+	})
+	if err != nil {
+		return store.Sync{}, err
+	}
+	return out, nil
+}
+
+// DeleteSync deletes a sync; its runs and lease go with it (foreign keys
+// with ON DELETE CASCADE).
+func (d *DB) DeleteSync(ctx context.Context, workspaceID, id string) error {
+	const op = "delete sync"
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM syncs WHERE workspace_id = ? AND id = ?`, workspaceID, id)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", op, id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("%s %s: %w", op, id, err)
+		} else if n == 0 {
+			return fmt.Errorf("%s %q: %w", op, id, store.ErrNotFound)
+		}
+		return bump(ctx, tx, catalogCounter)
+	})
 }
 
 const syncColumns = `id, workspace_id, audience_id, destination_id, mode, schedule, state, mappings, owner_id,

@@ -333,6 +333,34 @@ func (p *Planner) Diff(ctx context.Context, runID string, skipped int64) (store.
 	return s, err
 }
 
+// Preview counts a dry run's diff in one read transaction.
+func (p *Planner) Preview(ctx context.Context, runID, syncID, mode string) (store.DiffCounts, error) {
+	var c store.DiffCounts
+	err := p.inTx(ctx, "preview run "+runID, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT
+			(SELECT count(*) FROM sync_stage WHERE run_id = ?),
+			(SELECT count(*) FROM sync_snapshot WHERE sync_id = ?)`, runID, syncID).Scan(&c.Staged, &c.Held); err != nil {
+			return err
+		}
+		if mode == "append" {
+			c.Added = c.Staged
+			return nil
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT
+			count(*) FILTER (WHERE n.key IS NULL), count(*) FILTER (WHERE n.fingerprint <> s.fingerprint)
+			FROM sync_stage s LEFT JOIN sync_snapshot n ON n.sync_id = ? AND n.key = s.key
+			WHERE s.run_id = ?`, syncID, runID).Scan(&c.Added, &c.Changed); err != nil {
+			return err
+		}
+		if mode == "mirror" {
+			return tx.QueryRowContext(ctx, `SELECT count(*) FROM sync_snapshot n WHERE n.sync_id = ?
+				AND NOT EXISTS (SELECT 1 FROM sync_stage s WHERE s.run_id = ? AND s.key = n.key)`, syncID, runID).Scan(&c.Removed)
+		}
+		return nil
+	})
+	return c, err
+}
+
 // Records returns planned records with their staged fields.
 func (p *Planner) Records(ctx context.Context, runID string, after int64, n int) ([]store.PlannedRecord, error) {
 	rows, err := p.db.QueryContext(ctx, `SELECT p.seq, p.kind, p.key, s.fields FROM sync_plan p

@@ -122,3 +122,64 @@ func TestSyncRunsAreStoredPerWorkspace(t *testing.T) {
 		t.Fatalf("newest run = %v, %v; want %s", runs, err, second.ID)
 	}
 }
+
+// TestUpdateAndDeleteSync: an update keeps the owner, stores transforms
+// and refuses a destination of another workspace; a delete takes the runs
+// with it; neither reaches another workspace's sync.
+func TestUpdateAndDeleteSync(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := createCatalog(t, b, b.ws.ID)
+	theirs := createCatalog(t, b, b.other.ID)
+	owner := createKey(t, b, store.NewKey{MemberName: "ada", Role: "owner"})
+	s, err := b.db.CreateSync(b.ctx, store.Sync{WorkspaceID: b.ws.ID, AudienceID: c.audience.ID,
+		DestinationID: c.destination.ID, Mode: "upsert", OwnerID: owner.MemberID,
+		Mappings: []store.FieldMapping{{From: "email", To: "email"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := s
+	up.Mode, up.State, up.Schedule, up.OwnerID = "mirror", "paused", "1h", "mem_someone_else"
+	up.Mappings = []store.FieldMapping{{From: "email", To: "email", Transform: store.TransformSHA256}, {From: "plan", To: "p", Transform: store.TransformDrop}}
+	if _, err := b.db.UpdateSync(b.ctx, up); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.db.GetSync(b.ctx, b.ws.ID, s.ID)
+	if err != nil || got.Mode != "mirror" || got.State != "paused" || got.OwnerID != owner.MemberID ||
+		len(got.Mappings) != 2 || got.Mappings[0].Transform != store.TransformSHA256 {
+		t.Fatalf("updated sync %+v, %v", got, err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*store.Sync)
+		want error
+	}{
+		{"destination of another workspace", func(x *store.Sync) { x.DestinationID = theirs.destination.ID }, store.ErrInvalid},
+		{"unknown transform", func(x *store.Sync) { x.Mappings = []store.FieldMapping{{From: "a", To: "b", Transform: "rot13"}} }, store.ErrInvalid},
+		{"sync of another workspace", func(x *store.Sync) {
+			x.WorkspaceID = b.other.ID
+			x.AudienceID, x.DestinationID = theirs.audience.ID, theirs.destination.ID
+		}, store.ErrNotFound},
+	} {
+		bad := got
+		tc.edit(&bad)
+		if _, err := b.db.UpdateSync(b.ctx, bad); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if _, err := b.db.CreateSyncRun(b.ctx, store.SyncRun{WorkspaceID: b.ws.ID, SyncID: s.ID, State: store.RunSucceeded, StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.db.DeleteSync(b.ctx, b.other.ID, s.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete from another workspace: %v", err)
+	}
+	if err := b.db.DeleteSync(b.ctx, b.ws.ID, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.GetSync(b.ctx, b.ws.ID, s.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted sync still there: %v", err)
+	}
+	if runs, err := b.db.ListSyncRuns(b.ctx, b.ws.ID, s.ID, 0); err != nil || len(runs) != 0 {
+		t.Fatalf("runs of a deleted sync: %v, %v", runs, err)
+	}
+}

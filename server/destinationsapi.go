@@ -92,19 +92,11 @@ func (s *Server) serveDestinations(w http.ResponseWriter, r *http.Request) {
 			"message": "use GET, POST /api/v1/destinations; GET, PATCH, DELETE /api/v1/destinations/{id}; POST /api/v1/destinations/{id}/test"})
 		return
 	}
-	p, err := s.auth.Authenticate(ctx, bearer(r))
-	if err != nil {
-		ev := s.gate.event(ctx, "", nil, start)
-		s.gate.noteAuthFailure(ev, err)
-		ev.Source, ev.Action, ev.ResourceType, ev.Decision = store.SourceAPI, perm, "destination", store.DecisionDenied
-		_ = s.gate.audit(ctx, ev, start)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="signalsmith", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": ErrUnauthenticated.Error()})
+	p, ev, ok := s.apiPrincipal(w, r, start, reqID, perm, "destination")
+	if !ok {
 		return
 	}
-	ev := store.AuditEvent{At: start.UTC(), Source: store.SourceAPI, Action: perm, ResourceType: "destination",
-		ResourceID: id, RequestID: reqID}
-	setActor(&ev, p)
+	ev.ResourceID = id
 	fail := func(ev *store.AuditEvent, err error) { s.destinationError(w, r, ev, reqID, start, err) }
 
 	acc, err := s.gate.rbac.Authorize(ctx, p, perm)

@@ -69,19 +69,11 @@ func (s *Server) serveDestinationFilters(w http.ResponseWriter, r *http.Request)
 			"message": "use GET or POST /api/v1/destination-filters, DELETE /api/v1/destination-filters/{id}"})
 		return
 	}
-	p, err := s.auth.Authenticate(ctx, bearer(r))
-	if err != nil {
-		ev := s.gate.event(ctx, "", nil, start)
-		s.gate.noteAuthFailure(ev, err)
-		ev.Source, ev.Action, ev.ResourceType, ev.Decision = store.SourceAPI, perm, "destination_filter", store.DecisionDenied
-		_ = s.gate.audit(ctx, ev, start)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="signalsmith", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": ErrUnauthenticated.Error()})
+	p, ev, ok := s.apiPrincipal(w, r, start, reqID, perm, "destination_filter")
+	if !ok {
 		return
 	}
-	ev := store.AuditEvent{At: start.UTC(), Source: store.SourceAPI, Action: perm, ResourceType: "destination_filter",
-		ResourceID: id, RequestID: reqID}
-	setActor(&ev, p)
+	ev.ResourceID = id
 	fail := func(ev *store.AuditEvent, err error) { s.piiError(w, r, ev, reqID, start, err) }
 	if p.Kind != store.KindUser {
 		fail(&ev, fmt.Errorf("%w: agent keys may not read or change destination filters; a person with %s must", errForbidden, perm))

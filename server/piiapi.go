@@ -54,19 +54,11 @@ func (s *Server) servePII(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed", "message": "use GET or PUT"})
 		return
 	}
-	p, err := s.auth.Authenticate(ctx, bearer(r))
-	if err != nil {
-		ev := s.gate.event(ctx, "", nil, start)
-		s.gate.noteAuthFailure(ev, err)
-		ev.Source, ev.Action, ev.ResourceType, ev.Decision = store.SourceAPI, perm, "pii", store.DecisionDenied
-		_ = s.gate.audit(ctx, ev, start)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="signalsmith", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": ErrUnauthenticated.Error()})
+	p, ev, ok := s.apiPrincipal(w, r, start, reqID, perm, "pii")
+	if !ok {
 		return
 	}
-	ev := store.AuditEvent{At: start.UTC(), Source: store.SourceAPI, Action: perm, ResourceType: "pii",
-		ResourceID: p.WorkspaceID, RequestID: reqID}
-	setActor(&ev, p)
+	ev.ResourceID = p.WorkspaceID
 
 	var classes []store.PIIClass
 	change := func() error {
@@ -121,7 +113,7 @@ func (s *Server) servePII(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"columns": list})
 		return
 	}
-	err = store.Audited(ctx, s.store, ev, func(err error) string { return guardrails.RedactString(publicMessage(err)) }, func(ctx context.Context) error {
+	err := store.Audited(ctx, s.store, ev, func(err error) string { return guardrails.RedactString(publicMessage(err)) }, func(ctx context.Context) error {
 		checked, err := guardrails.CheckPIIClasses(ctx, s.warehouse, classes)
 		if err != nil {
 			return err
@@ -134,6 +126,27 @@ func (s *Server) servePII(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"columns": classes})
+}
+
+// apiPrincipal authenticates a request to a JSON API for people by its
+// bearer key and begins its audit event (source API, action perm, the
+// caller as actor). A bad key is audited as denied and answered 401, and
+// ok is false.
+func (s *Server) apiPrincipal(w http.ResponseWriter, r *http.Request, start time.Time, reqID, perm, resourceType string) (store.Principal, store.AuditEvent, bool) {
+	ctx := r.Context()
+	p, err := s.auth.Authenticate(ctx, bearer(r))
+	if err != nil {
+		ev := s.gate.event(ctx, "", nil, start)
+		s.gate.noteAuthFailure(ev, err)
+		ev.Source, ev.Action, ev.ResourceType, ev.Decision = store.SourceAPI, perm, resourceType, store.DecisionDenied
+		_ = s.gate.audit(ctx, ev, start)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="signalsmith", error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": ErrUnauthenticated.Error()})
+		return store.Principal{}, store.AuditEvent{}, false
+	}
+	ev := store.AuditEvent{At: start.UTC(), Source: store.SourceAPI, Action: perm, ResourceType: resourceType, RequestID: reqID}
+	setActor(&ev, p)
+	return p, ev, true
 }
 
 // publicMessage is err's text when its kind may be shown, else a generic

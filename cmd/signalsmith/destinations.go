@@ -247,13 +247,9 @@ func (m *Main) destinationsShow(ctx context.Context, args []string) error {
 		fmt.Fprintln(m.Stderr, "usage: signalsmith destinations show ID|NAME [--json]")
 		return errUsage
 	}
-	db, ws, err := m.openStore(ctx)
+	_, _, d, err := m.openDestination(ctx, pos[0])
 	if err != nil {
 		return err
-	}
-	d, err := findDestination(ctx, db, ws.ID, pos[0])
-	if err != nil {
-		return destinationError(pos[0], err)
 	}
 	if *asJSON {
 		return json.NewEncoder(m.Stdout).Encode(d)
@@ -322,6 +318,20 @@ func (m *Main) destinationsUpdate(ctx context.Context, args []string) error {
 	return nil
 }
 
+// openDestination opens the store and finds the destination ref names
+// (an id or a name) in the default workspace.
+func (m *Main) openDestination(ctx context.Context, ref string) (*sqlite.DB, store.Workspace, store.Destination, error) {
+	db, ws, err := m.openStore(ctx)
+	if err != nil {
+		return nil, store.Workspace{}, store.Destination{}, err
+	}
+	d, err := findDestination(ctx, db, ws.ID, ref)
+	if err != nil {
+		return nil, store.Workspace{}, store.Destination{}, destinationError(ref, err)
+	}
+	return db, ws, d, nil
+}
+
 func (m *Main) destinationsDelete(ctx context.Context, args []string) error {
 	fs := m.newFlags("destinations delete")
 	pos, err := parseFlags(fs, args)
@@ -329,13 +339,9 @@ func (m *Main) destinationsDelete(ctx context.Context, args []string) error {
 		fmt.Fprintln(m.Stderr, "usage: signalsmith destinations delete ID|NAME")
 		return errUsage
 	}
-	db, ws, err := m.openStore(ctx)
+	db, ws, cur, err := m.openDestination(ctx, pos[0])
 	if err != nil {
 		return err
-	}
-	cur, err := findDestination(ctx, db, ws.ID, pos[0])
-	if err != nil {
-		return destinationError(pos[0], err)
 	}
 	ev := operatorEvent(ws, store.SourceCLI, "destinations.delete", "destination", "deleted destination "+cur.Name,
 		map[string]any{"command": "destinations delete", "destination": cur.ID})
@@ -354,13 +360,9 @@ func (m *Main) destinationsTest(ctx context.Context, args []string) error {
 		fmt.Fprintln(m.Stderr, "usage: signalsmith destinations test ID|NAME")
 		return errUsage
 	}
-	db, ws, err := m.openStore(ctx)
+	db, ws, cur, err := m.openDestination(ctx, pos[0])
 	if err != nil {
 		return err
-	}
-	cur, err := findDestination(ctx, db, ws.ID, pos[0])
-	if err != nil {
-		return destinationError(pos[0], err)
 	}
 	ev := operatorEvent(ws, store.SourceCLI, "destinations.test", "destination", "tested destination "+cur.Name,
 		map[string]any{"command": "destinations test", "destination": cur.ID})

@@ -485,3 +485,28 @@ func TestSyncRunRetriesAFailingReceiver(t *testing.T) {
 		t.Errorf("%d deliveries applied %d batches; want %d batches, the first sent three times", rc.deliveries, len(rc.applied), batches)
 	}
 }
+
+// TestServeRefusesBadSyncFlags: a scheduler tick or lease that is not a
+// positive duration stops serve before anything starts, saying which
+// flags must be positive.
+func TestServeRefusesBadSyncFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, flag, value string }{
+		{"zero tick", "--sync-tick", "0s"},
+		{"negative tick", "--sync-tick", "-1s"},
+		{"zero lease", "--sync-lease", "0s"},
+		{"negative lease", "--sync-lease", "-2m"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			_, stderr, err := run(t, dir, "serve", "--demo", "--scale", "50", "--http", "127.0.0.1:0", tc.flag, tc.value)
+			if err == nil || !strings.Contains(stderr, "--sync-tick and --sync-lease must be positive") {
+				t.Errorf("serve %s %s: %v, %q", tc.flag, tc.value, err, stderr)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("serve %s %s wrote %d entries to the data directory", tc.flag, tc.value, len(entries))
+			}
+		})
+	}
+}

@@ -22,8 +22,11 @@ type SyncsConfig struct {
 	DataDir      string
 	WorkspaceIDs []string
 	// Tick is how often due syncs are looked for (default 30 seconds).
-	Tick   time.Duration
-	Logger *slog.Logger
+	Tick time.Duration
+	// LeaseTTL is how long a run's lease outlives a crashed process
+	// (default activation.DefaultLeaseTTL).
+	LeaseTTL time.Duration
+	Logger   *slog.Logger
 }
 
 // NewSyncs returns the sync scheduler of a server: the sync engine over
@@ -34,7 +37,7 @@ type SyncsConfig struct {
 func NewSyncs(cfg SyncsConfig) (*activation.Scheduler, error) {
 	reg := destinations.NewRegistry(cfg.Store, cfg.KeysFunc, cfg.DataDir)
 	eng, err := activation.New(activation.Config{
-		Store: cfg.Store, Warehouse: cfg.Warehouse, Planner: cfg.Planner, Logger: cfg.Logger,
+		Store: cfg.Store, Warehouse: cfg.Warehouse, Planner: cfg.Planner, Logger: cfg.Logger, LeaseTTL: cfg.LeaseTTL,
 		// PII levels, the sync's own transforms, consent and the
 		// destination filters people set, every violation audited.
 		Governance: activation.FilterGovernance{Filters: cfg.Store, Audit: cfg.Store},

@@ -45,12 +45,13 @@ type crashServer struct {
 	exited chan error
 }
 
-// startServer starts the binary serving dir on *addr. Should another
-// process have taken the port since the last run, it moves to a free one.
-func startServer(t *testing.T, bin, dir string, addr *string) *crashServer {
+// startServer starts the binary serving dir on *addr, with the extra
+// serve flags. Should another process have taken the port since the last
+// run, it moves to a free one.
+func startServer(t *testing.T, bin, dir string, addr *string, extra ...string) *crashServer {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		s, err := tryStart(t, bin, dir, *addr)
+		s, err := tryStart(t, bin, dir, *addr, extra...)
 		if err == nil {
 			return s
 		}
@@ -63,10 +64,11 @@ func startServer(t *testing.T, bin, dir string, addr *string) *crashServer {
 
 // tryStart starts the binary serving dir on addr and waits until it is
 // healthy.
-func tryStart(t *testing.T, bin, dir, addr string) (*crashServer, error) {
+func tryStart(t *testing.T, bin, dir, addr string, extra ...string) (*crashServer, error) {
 	t.Helper()
 	s := &crashServer{exited: make(chan error, 1)}
-	s.cmd = exec.Command(bin, "--data-dir", dir, "serve", "--demo", "--scale", "200", "--http", addr)
+	args := append([]string{"--data-dir", dir, "serve", "--demo", "--scale", "200", "--http", addr}, extra...)
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
 	if err := s.cmd.Start(); err != nil {
 		return nil, err

@@ -39,6 +39,9 @@ type serveConfig struct {
 	policy   string
 	baseURL  string
 	webhook  string
+	// syncTick and syncLease tune the sync scheduler (zero: its defaults).
+	syncTick  time.Duration
+	syncLease time.Duration
 }
 
 func (m *Main) serve(ctx context.Context, args []string) error {
@@ -56,11 +59,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&c.policy, "policy", "", "YAML policy file replacing the default AI policies")
 	fs.StringVar(&c.baseURL, "public-url", "", "URL people use to reach this server, for approval links (default http://ADDR)")
 	fs.StringVar(&c.webhook, "approval-webhook", m.Getenv("SIGNALSMITH_APPROVAL_WEBHOOK"), "URL called (Slack-compatible JSON) when an approval is created or decided (env SIGNALSMITH_APPROVAL_WEBHOOK)")
+	fs.DurationVar(&c.syncTick, "sync-tick", 30*time.Second, "how often the sync scheduler looks for due syncs and runs a stop left unfinished")
+	fs.DurationVar(&c.syncLease, "sync-lease", activation.DefaultLeaseTTL, "how long a sync run's lease outlives a crashed server: the wait before another server resumes the run")
 	if pos, err := parseFlags(fs, args); err != nil || len(pos) > 0 {
 		return errUsage
 	}
-	if c.scale < 1 || c.timeout <= 0 || c.maxRows < 1 {
-		fmt.Fprintln(m.Stderr, "--scale, --query-timeout and --max-rows must be positive")
+	if c.scale < 1 || c.timeout <= 0 || c.maxRows < 1 || c.syncTick <= 0 || c.syncLease <= 0 {
+		fmt.Fprintln(m.Stderr, "--scale, --query-timeout, --max-rows, --sync-tick and --sync-lease must be positive")
 		return errUsage
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
@@ -221,7 +226,7 @@ func (m *Main) build(ctx context.Context, db *sqlite.DB, ws store.Workspace, c s
 	m.closers = append(m.closers, planner)
 	keys := destinations.Keys(m.Getenv, m.DataDir)
 	syncs, err := server.NewSyncs(server.SyncsConfig{Store: db, Warehouse: wh, Planner: planner, KeysFunc: keys,
-		DataDir: m.DataDir, WorkspaceIDs: []string{ws.ID}, Logger: log})
+		DataDir: m.DataDir, WorkspaceIDs: []string{ws.ID}, Tick: c.syncTick, LeaseTTL: c.syncLease, Logger: log})
 	if err != nil {
 		return nil, err
 	}

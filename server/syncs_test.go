@@ -140,6 +140,29 @@ func (e *env) approveAPI(t *testing.T, id string) string {
 	return state
 }
 
+// approveWeb signs a fresh admin in to the web queue, checks that the
+// approval's page shows each of want, approves it with the page's form and
+// returns the approval's state after the call ran.
+func (e *env) approveWeb(t *testing.T, id string, want ...string) string {
+	t.Helper()
+	admin, _ := e.key(t, "reviewer-"+id, "admin", store.KindUser, nil)
+	w := newWeb(t, e.http.URL, nil)
+	w.signIn(admin)
+	resp, page := w.get("/approvals/" + id)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("approval page %s: %d", id, resp.StatusCode)
+	}
+	for _, s := range want {
+		if !strings.Contains(page, s) {
+			t.Errorf("the approval page does not show %q", s)
+		}
+	}
+	if resp, body := w.decide(id, "approve", "looks right"); resp.StatusCode >= 400 {
+		t.Fatalf("approve %s in the web queue: %d\n%s", id, resp.StatusCode, body)
+	}
+	return e.approval(t, id).State
+}
+
 // waitRun waits for the sync's newest run to end and returns it.
 func (e *env) waitRun(t *testing.T, syncID string, after int) store.SyncRun {
 	t.Helper()
@@ -224,7 +247,9 @@ func TestSyncToProductionWebhookEndToEnd(t *testing.T) {
 		!strings.Contains(a.Facts["mapped_columns"].(string), "email -> email (redacted, sha256)") {
 		t.Fatalf("the approval does not show what leaves: %v", a.Facts)
 	}
-	if e.approveAPI(t, a.ID) != store.ApprovalSucceeded {
+	// A person reviews it in the web queue, which shows the destination
+	// and what leaves, and approves it there.
+	if e.approveWeb(t, a.ID, "crm-prod", "email -&gt; email (redacted, sha256)") != store.ApprovalSucceeded {
 		t.Fatalf("create_sync approved but: %s", e.approval(t, a.ID).Outcome)
 	}
 	syncs, err := e.db.ListSyncs(t.Context(), e.ws.ID)

@@ -97,7 +97,7 @@ func (s *Server) serveDestinations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.ResourceID = id
-	fail := func(ev *store.AuditEvent, err error) { s.destinationError(w, r, ev, reqID, start, err) }
+	fail := func(ev *store.AuditEvent, err error) { s.apiError(w, r, ev, reqID, start, err, destinationMessage) }
 
 	acc, err := s.gate.rbac.Authorize(ctx, p, perm)
 	switch {
@@ -272,36 +272,4 @@ func destinationMessage(err error) string {
 		return "a destination with that name exists already: choose another name"
 	}
 	return publicMessage(err)
-}
-
-// destinationError answers a refused or failed request and, when ev is not
-// nil, audits it as denied (forbidden) or failed.
-func (s *Server) destinationError(w http.ResponseWriter, r *http.Request, ev *store.AuditEvent, reqID string, start time.Time, err error) {
-	status, code := http.StatusInternalServerError, "internal"
-	var inUse *store.InUseError
-	switch {
-	case errors.Is(err, errForbidden):
-		status, code = http.StatusForbidden, "forbidden"
-	case errors.Is(err, destinations.ErrNoMasterKey):
-		status, code = http.StatusServiceUnavailable, "no_master_key"
-	case errors.As(err, &inUse), errors.Is(err, store.ErrConflict):
-		status, code = http.StatusConflict, "conflict"
-	case errors.Is(err, store.ErrNotFound):
-		status, code = http.StatusNotFound, "not_found"
-	case errors.Is(err, store.ErrInvalid):
-		status, code = http.StatusBadRequest, "invalid"
-	}
-	msg := guardrails.RedactString(destinationMessage(err))
-	if status == http.StatusInternalServerError {
-		s.log.Error("destinations api", "request_id", reqID, "err", err)
-		msg = internalMessage(reqID)
-	}
-	if ev != nil {
-		ev.Decision, ev.Reason, ev.Result = store.DecisionFailed, msg, ""
-		if status == http.StatusForbidden {
-			ev.Decision = store.DecisionDenied
-		}
-		_ = s.gate.audit(r.Context(), ev, start)
-	}
-	writeJSON(w, status, map[string]string{"error": code, "message": msg, "request_id": reqID})
 }

@@ -74,7 +74,7 @@ func (s *Server) serveDestinationFilters(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	ev.ResourceID = id
-	fail := func(ev *store.AuditEvent, err error) { s.piiError(w, r, ev, reqID, start, err) }
+	fail := func(ev *store.AuditEvent, err error) { s.apiError(w, r, ev, reqID, start, err, publicMessage) }
 	if p.Kind != store.KindUser {
 		fail(&ev, fmt.Errorf("%w: agent keys may not read or change destination filters; a person with %s must", errForbidden, perm))
 		return

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/signalsmith/agent-server/destinations"
 	"github.com/signalsmith/agent-server/guardrails"
 	"github.com/signalsmith/agent-server/store"
 )
@@ -93,7 +94,7 @@ func (s *Server) servePII(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	if err := change(); err != nil {
-		s.piiError(w, r, &ev, reqID, start, err)
+		s.apiError(w, r, &ev, reqID, start, err, publicMessage)
 		return
 	}
 	if r.Method != http.MethodPut {
@@ -102,12 +103,12 @@ func (s *Server) servePII(w http.ResponseWriter, r *http.Request) {
 			list, err = guardrails.PIIColumns(ctx, s.warehouse, list)
 		}
 		if err != nil {
-			s.piiError(w, r, &ev, reqID, start, err)
+			s.apiError(w, r, &ev, reqID, start, err, publicMessage)
 			return
 		}
 		ev.Decision, ev.Result = store.DecisionAllowed, fmt.Sprintf("%d columns", len(list))
 		if err := s.gate.audit(ctx, &ev, start); err != nil {
-			s.piiError(w, r, nil, reqID, start, err)
+			s.apiError(w, r, nil, reqID, start, err, publicMessage)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"columns": list})
@@ -122,7 +123,7 @@ func (s *Server) servePII(w http.ResponseWriter, r *http.Request) {
 		return s.store.SetPIIClasses(ctx, p.WorkspaceID, checked)
 	})
 	if err != nil {
-		s.piiError(w, r, nil, reqID, start, err)
+		s.apiError(w, r, nil, reqID, start, err, publicMessage)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"columns": classes})
@@ -158,23 +159,33 @@ func publicMessage(err error) string {
 	return "internal error"
 }
 
-// piiError answers a refused or failed request to /api/v1/pii and, when ev
-// is not nil, audits it as denied (forbidden) or failed.
-func (s *Server) piiError(w http.ResponseWriter, r *http.Request, ev *store.AuditEvent, reqID string, start time.Time, err error) {
+// apiError answers a refused or failed request to a JSON API for people
+// (pii, destinations, destination filters) with the status of its kind and
+// message(err) (redacted), and, when ev is not nil, audits it as denied
+// (forbidden) or failed. An internal error is logged and answered with the
+// request id only.
+func (s *Server) apiError(w http.ResponseWriter, r *http.Request, ev *store.AuditEvent, reqID string, start time.Time, err error, message func(error) string) {
 	status, code := http.StatusInternalServerError, "internal"
+	var inUse *store.InUseError
 	switch {
 	case errors.Is(err, errForbidden):
 		status, code = http.StatusForbidden, "forbidden"
+	case errors.Is(err, destinations.ErrNoMasterKey):
+		status, code = http.StatusServiceUnavailable, "no_master_key"
+	case errors.As(err, &inUse), errors.Is(err, store.ErrConflict):
+		status, code = http.StatusConflict, "conflict"
+	case errors.Is(err, store.ErrNotFound):
+		status, code = http.StatusNotFound, "not_found"
 	case errors.Is(err, store.ErrInvalid):
 		status, code = http.StatusBadRequest, "invalid"
 	}
-	msg := publicMessage(err)
+	msg := guardrails.RedactString(message(err))
 	if status == http.StatusInternalServerError {
-		s.log.Error("pii api", "request_id", reqID, "err", err)
+		s.log.Error("api", "path", r.URL.Path, "request_id", reqID, "err", err)
 		msg = internalMessage(reqID)
 	}
 	if ev != nil {
-		ev.Decision, ev.Reason, ev.Result = store.DecisionFailed, guardrails.RedactString(msg), ""
+		ev.Decision, ev.Reason, ev.Result = store.DecisionFailed, msg, ""
 		if status == http.StatusForbidden {
 			ev.Decision = store.DecisionDenied
 		}

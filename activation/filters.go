@@ -95,17 +95,9 @@ func (g FilterGovernance) Plan(ctx context.Context, in PlanInput) (FieldPlan, er
 		}
 	}
 	for i, m := range in.Sync.Mappings {
-		col, ok := in.Model.Column(m.From)
-		if !ok {
-			return FieldPlan{}, refusef("mapping %d maps %q, which is not a column of model %s: map one of its columns", i+1, m.From, in.Model.Name)
-		}
-		f := Field{Column: col.Name, To: m.To, Transform: TransformNone}
-		switch col.PII {
-		case store.PIINone, store.PIISyncOnly:
-		case store.PIIRedacted:
-			f.Transform = TransformSHA256
-		default:
-			return FieldPlan{}, refusef("mapping %d maps column %q of model %s, which is blocked: it can never leave the warehouse; remove the mapping", i+1, col.Name, in.Model.Name)
+		f, col, err := levelField(i, m, in.Model)
+		if err != nil {
+			return FieldPlan{}, err
 		}
 		decided, drop := false, false
 		for _, r := range filters {
@@ -131,18 +123,9 @@ func (g FilterGovernance) Plan(ctx context.Context, in PlanInput) (FieldPlan, er
 			f.Transform = TransformDrop
 			dropped = append(dropped, col.Name)
 		}
-		// The sync's own transform can make the field stricter, never
-		// looser: no filter un-hashes what the mapping hashes.
-		switch m.Transform {
-		case "":
-		case store.TransformDrop:
-			f.Transform = TransformDrop
-		case store.TransformSHA256:
-			if f.Transform == TransformNone {
-				f.Transform = TransformSHA256
-			}
-		default:
-			return FieldPlan{}, refusef("mapping %d has transform %q: use sha256, drop or none", i+1, m.Transform)
+		// No filter un-hashes what the mapping hashes.
+		if err := ownTransform(&f, i, m); err != nil {
+			return FieldPlan{}, err
 		}
 		plan.Fields = append(plan.Fields, f)
 	}

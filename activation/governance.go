@@ -83,31 +83,53 @@ type PIIGovernance struct{}
 func (PIIGovernance) Plan(_ context.Context, in PlanInput) (FieldPlan, error) {
 	var plan FieldPlan
 	for i, m := range in.Sync.Mappings {
-		col, ok := in.Model.Column(m.From)
-		if !ok {
-			return FieldPlan{}, refusef("mapping %d maps %q, which is not a column of model %s: map one of its columns", i+1, m.From, in.Model.Name)
+		f, _, err := levelField(i, m, in.Model)
+		if err != nil {
+			return FieldPlan{}, err
 		}
-		f := Field{Column: col.Name, To: m.To, Transform: TransformNone}
-		switch col.PII {
-		case store.PIINone, store.PIISyncOnly:
-		case store.PIIRedacted:
-			f.Transform = TransformSHA256
-		default:
-			return FieldPlan{}, refusef("mapping %d maps column %q of model %s, which is blocked: it can never leave the warehouse; remove the mapping", i+1, col.Name, in.Model.Name)
-		}
-		// The sync may ask for more than its level imposes, never less.
-		switch m.Transform {
-		case store.TransformDrop:
-			f.Transform = TransformDrop
-		case store.TransformSHA256:
-			f.Transform = TransformSHA256
-		case "":
-		default:
-			return FieldPlan{}, refusef("mapping %d has transform %q: use sha256, drop or none", i+1, m.Transform)
+		if err := ownTransform(&f, i, m); err != nil {
+			return FieldPlan{}, err
 		}
 		plan.Fields = append(plan.Fields, f)
 	}
 	return plan, nil
+}
+
+// levelField is mapping i's field as its column's PII level lets it leave:
+// as it is (none, sync_only) or hashed (redacted). A mapping of an unknown
+// column or of a blocked (or unclassified) one refuses the run.
+func levelField(i int, m store.FieldMapping, model store.Model) (Field, store.Column, error) {
+	col, ok := model.Column(m.From)
+	if !ok {
+		return Field{}, store.Column{}, refusef("mapping %d maps %q, which is not a column of model %s: map one of its columns", i+1, m.From, model.Name)
+	}
+	f := Field{Column: col.Name, To: m.To, Transform: TransformNone}
+	switch col.PII {
+	case store.PIINone, store.PIISyncOnly:
+	case store.PIIRedacted:
+		f.Transform = TransformSHA256
+	default:
+		return Field{}, store.Column{}, refusef("mapping %d maps column %q of model %s, which is blocked: it can never leave the warehouse; remove the mapping", i+1, col.Name, model.Name)
+	}
+	return f, col, nil
+}
+
+// ownTransform applies the sync's own transform of mapping i to f, which
+// can make the field stricter, never looser: drop always drops, sha256
+// hashes a field that would leave as it is.
+func ownTransform(f *Field, i int, m store.FieldMapping) error {
+	switch m.Transform {
+	case "":
+	case store.TransformDrop:
+		f.Transform = TransformDrop
+	case store.TransformSHA256:
+		if f.Transform == TransformNone {
+			f.Transform = TransformSHA256
+		}
+	default:
+		return refusef("mapping %d has transform %q: use sha256, drop or none", i+1, m.Transform)
+	}
+	return nil
 }
 
 // checkPlan holds every plan, a custom Governance's too, to what the
